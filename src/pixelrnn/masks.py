@@ -1,0 +1,133 @@
+"""Masks A and B: how PixelRNN keeps every prediction causal.
+
+"Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016), section 3.4. The image is generated in raster
+order, and inside a pixel in the order R, G, B. Every feature map inside the network is split into C channel groups
+(C = 1 or 3); a feature of group g may only depend on values that come before the value it helps predict.
+
+A k x k masked convolution (here k = 5) sees the rows above and the columns to the left in its own row. The centre
+tap is special: it connects channel groups, never all of them::
+
+      1 1 1 1 1        spatial part, identical for mask A and mask B
+      1 1 1 1 1
+      1 1 c 0 0        c = centre tap, from input group i to output group o:
+      0 0 0 0 0              mask A: i <  o   (R sees nothing, G sees R, B sees R and G)
+      0 0 0 0 0              mask B: i <= o   (each group also sees itself)
+
+The centre-tap rule as a (output group x input group) table, C = 3::
+
+      mask A     R G B          mask B     R G B
+          R      0 0 0              R      1 0 0
+          G      1 0 0              G      1 1 0
+          B      1 1 0              B      1 1 1
+
+Mask A is used once, in the first layer, which reads the image: there the value itself must stay hidden. Mask B is
+used everywhere after, where a feature of group g at a pixel already only knows values before the one it predicts.
+A 1 x 1 convolution has only the centre tap, so it is masked by channel groups alone. With C = 1, mask A removes the
+centre tap and mask B keeps it.
+
+Which feature belongs to which group is not fixed by the paper. ``grouping="contiguous"`` (the default) splits the
+n features into C consecutive blocks; ``grouping="interleaved"`` assigns feature f to group f mod C. Either is exact
+as long as it is used consistently, which this module guarantees by computing groups in one place.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GROUPINGS = ("contiguous", "interleaved")
+
+
+def channel_groups(features: int, groups: int, chunks: int = 1, grouping: str = "contiguous") -> torch.Tensor:
+    """The channel group of each of ``features`` feature maps.
+
+    Args:
+        features: number of feature maps.
+        groups: number of channel groups C (the image's channel count).
+        chunks: the features are ``chunks`` equal stacked blocks that share one group layout; an LSTM's 4h gate maps
+            (o, f, i, g) are 4 chunks of h, so that the gates of one hidden unit fall in the same group.
+        grouping: "contiguous" or "interleaved" (see the module docstring).
+
+    Returns:
+        int64 tensor [features] of values in [0, groups).
+    """
+    if grouping not in GROUPINGS:
+        raise ValueError(f"unknown grouping {grouping!r}; choose one of {GROUPINGS}")
+    if features % chunks:
+        raise ValueError(f"{features} features do not split into {chunks} chunks")
+    per_chunk = features // chunks
+    index = torch.arange(per_chunk)
+    if grouping == "contiguous":
+        group = index * groups // per_chunk
+    else:
+        group = index % groups
+    return group.repeat(chunks)
+
+
+def conv_mask(
+    out_features: int,
+    in_features: int,
+    kernel_size: tuple[int, int],
+    mask_type: str | None,
+    groups: int,
+    out_chunks: int = 1,
+    in_chunks: int = 1,
+    grouping: str = "contiguous",
+) -> torch.Tensor:
+    """The 0/1 mask of a conv weight [out, in, kh, kw]; the centre is at (kh // 2, kw // 2).
+
+    ``mask_type`` is "A", "B", or None (no mask at all, for convolutions that only see earlier pixels).
+    """
+    kh, kw = kernel_size
+    if mask_type is None:
+        return torch.ones(out_features, in_features, kh, kw)
+    if mask_type not in ("A", "B"):
+        raise ValueError(f"mask_type must be 'A', 'B' or None, not {mask_type!r}")
+    cy, cx = kh // 2, kw // 2
+    mask = torch.zeros(out_features, in_features, kh, kw)
+    mask[:, :, :cy, :] = 1  # rows above
+    mask[:, :, cy, :cx] = 1  # left in the same row
+    out_group = channel_groups(out_features, groups, out_chunks, grouping)[:, None]
+    in_group = channel_groups(in_features, groups, in_chunks, grouping)[None, :]
+    allowed = in_group < out_group if mask_type == "A" else in_group <= out_group
+    mask[:, :, cy, cx] = allowed.float()
+    return mask
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A 2-d convolution whose weight is multiplied by a fixed mask in every forward call.
+
+    The stored weight is never edited; the product ``weight * mask`` is what the convolution uses, so gradients of
+    masked taps are zero and the mask follows the module's dtype and device as a buffer. Padding keeps the spatial
+    size ("same" convolution, centred kernel).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | tuple[int, int],
+        mask_type: str | None,
+        groups: int,
+        out_chunks: int = 1,
+        in_chunks: int = 1,
+        grouping: str = "contiguous",
+        bias: bool = True,
+    ):
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        if kh % 2 == 0 or kw % 2 == 0:
+            raise ValueError(f"masked convolutions need odd kernel sizes, not {kh}x{kw}")
+        super().__init__(in_features, out_features, (kh, kw), padding=(kh // 2, kw // 2), bias=bias)
+        self.mask_type = mask_type
+        mask = conv_mask(out_features, in_features, (kh, kw), mask_type, groups, out_chunks, in_chunks, grouping)
+        self.register_buffer("mask", mask, persistent=False)
+
+    def masked_weight(self) -> torch.Tensor:
+        return self.weight * self.mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.masked_weight(), self.bias, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", mask_type={self.mask_type}"
