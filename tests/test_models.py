@@ -1,0 +1,133 @@
+"""The properties every model must have: causal, normalised, sampling what it scores, following its dtype."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+import pixelrnn
+from pixelrnn.generate import model_order
+from conftest import tiny_model
+
+CAUSALITY_SHAPES = [(1, 4, 4), (3, 3, 3), (1, 5, 3), (3, 2, 4)]
+NORMALISATION_CASES = [((1, 3, 3), 2), ((3, 2, 2), 2), ((3, 1, 2), 3)]
+
+
+def every_image(image_shape, levels):
+    n = math.prod(image_shape)
+    values = torch.tensor(list(itertools.product(range(levels), repeat=n)))
+    # itertools yields the last position fastest; reshaping in C-order gives (C, H, W) images.
+    return values.reshape(-1, *image_shape)
+
+
+@pytest.mark.parametrize("image_shape", CAUSALITY_SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_causality(model_name, image_shape, dtype):
+    """Changing any value at or after a position never changes that position's logits."""
+    levels = 4
+    model = tiny_model(model_name, image_shape, levels, dtype=dtype, scale=2.0)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, levels, (2, *image_shape), generator=gen)
+    order = list(model_order(image_shape))
+    with torch.no_grad():
+        base = model(x)
+        for t, (c, i, j) in enumerate(order):
+            y = x.clone()
+            for c2, i2, j2 in order[t:]:
+                y[:, c2, i2, j2] = (x[:, c2, i2, j2] + 1 + torch.randint(0, levels - 1, (2,), generator=gen)) % levels
+            changed = model(y)
+            assert torch.equal(changed[:, :, c, i, j], base[:, :, c, i, j]), f"value {(c, i, j)} sees the future"
+
+
+def test_logits_do_depend_on_the_past(model_name):
+    """The causality test is not vacuous: later logits react to earlier values, G to R of its own pixel.
+
+    A tiny random network can have every ReLU of one colour group dead at one pixel, so a dependence only has to
+    show for one of a few random initialisations.
+    """
+    x = torch.randint(0, 4, (8, 3, 3, 3), generator=torch.Generator().manual_seed(0))
+    y = x.clone()
+    y[:, 0, 0, 0] = (x[:, 0, 0, 0] + 2) % 4
+    for position in [(2, 2, 2), (1, 0, 0), (2, 0, 0), (0, 0, 1)]:
+        seen = False
+        for seed in range(5):
+            model = tiny_model(model_name, (3, 3, 3), 4, seed=seed)
+            with torch.no_grad():
+                seen |= not torch.allclose(model(x)[:, :, position[0], position[1], position[2]],
+                                           model(y)[:, :, position[0], position[1], position[2]])
+        assert seen, f"value {position} never depends on the first R value"
+
+
+@pytest.mark.parametrize("image_shape,levels", NORMALISATION_CASES)
+def test_normalisation(model_name, image_shape, levels):
+    """exp(log_prob) summed over every possible image is 1, in float64."""
+    model = tiny_model(model_name, image_shape, levels, dtype=torch.float64, scale=2.0)
+    images = every_image(image_shape, levels)
+    with torch.no_grad():
+        total = torch.cat([model.log_prob(chunk) for chunk in images.split(1024)]).exp().sum()
+    assert abs(total.item() - 1.0) < 1e-6
+
+
+def test_follows_parameter_dtype(model_name):
+    x = torch.randint(0, 3, (2, 3, 3, 3))
+    for dtype in (torch.float32, torch.float64):
+        model = tiny_model(model_name, (3, 3, 3), 3, dtype=dtype)
+        assert model(x).dtype == dtype
+        assert model.log_prob(x).dtype == dtype
+
+
+def test_config_rebuilds_the_model(model_name):
+    model = tiny_model(model_name, (1, 4, 4), 5, dtype=torch.float32)
+    rebuilt = pixelrnn.build_from_config(model.config)
+    assert rebuilt.config == model.config
+    assert model.image_shape == (1, 4, 4) and model.levels == 5
+
+
+def chi_square_critical(df, z=3.09):
+    """Upper 0.1% point of the chi-square distribution (Wilson-Hilferty approximation)."""
+    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+
+
+def test_samples_follow_log_prob(model_name):
+    image_shape, levels, n = (1, 1, 3), 3, 6000
+    model = tiny_model(model_name, image_shape, levels, dtype=torch.float64, scale=2.0)
+    images = every_image(image_shape, levels)
+    with torch.no_grad():
+        expected = model.log_prob(images).exp() * n
+    samples = model.sample(n, generator=torch.Generator().manual_seed(0))
+    index = (samples.reshape(n, -1) * torch.tensor([levels**2, levels, 1])).sum(1)
+    observed = torch.bincount(index, minlength=len(images)).double()
+    chi2 = ((observed - expected) ** 2 / expected).sum().item()
+    assert chi2 < chi_square_critical(len(images) - 1)
+
+
+def test_complete_keeps_known_values(model_name):
+    model = tiny_model(model_name, (3, 3, 3), 4, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 4, (3, 3, 3, 3), generator=gen)
+    known = torch.rand(3, 3, 3, 3, generator=gen) < 0.5
+    out = model.complete(x, known, generator=gen)
+    assert torch.equal(out[known], x[known])
+    assert out.min() >= 0 and out.max() < 4
+    assert not torch.equal(out, x)  # the unknown values were drawn, not copied
+
+
+def test_sample_with_a_seed_is_reproducible(model_name):
+    model = tiny_model(model_name, (1, 3, 3), 4, dtype=torch.float32)
+    a = model.sample(2, generator=torch.Generator().manual_seed(3))
+    b = model.sample(2, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.dtype == torch.long and a.shape == (2, 1, 3, 3)
+
+
+def test_wrong_image_shape_is_a_clear_error(model_name):
+    model = tiny_model(model_name, (1, 4, 4), 4, dtype=torch.float32)
+    with pytest.raises(pixelrnn.PixelRNNError, match="built for"):
+        model(torch.zeros(1, 1, 5, 5, dtype=torch.long))
+
+
+def test_unknown_model_or_option_is_a_clear_error():
+    with pytest.raises(pixelrnn.PixelRNNError, match="unknown model"):
+        pixelrnn.build_model("pixelgan", (1, 4, 4), 2)
+    with pytest.raises(pixelrnn.PixelRNNError, match="has no option"):
+        pixelrnn.build_model("pixelcnn", (1, 4, 4), 2, hiden=3)
