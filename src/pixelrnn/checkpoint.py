@@ -1,0 +1,180 @@
+"""Checkpoints that describe themselves and never run code when loaded.
+
+A checkpoint is a directory:
+
+- ``model.safetensors``: the weights, with the model's config (JSON) in the file's metadata, so that a single file
+  is enough to rebuild the model;
+- ``config.json``: the same config, plus whatever the caller adds (the training config), for people to read;
+- ``trainer.pt`` (optional): optimizer, step and RNG state for an exact resume, loaded with ``weights_only=True``.
+
+Every checkpoint is written into a temporary directory first and moved into place by rename, so an interrupted
+save never leaves a half-written checkpoint where a good one was. A training run keeps its checkpoints under
+``RUN/checkpoints/step-N`` and names the newest in ``RUN/checkpoints/latest``, replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError, ConfigError
+from .models import AutoregressiveModel, build_from_config
+
+FORMAT = "pixelrnn-checkpoint"
+VERSION = "1"
+WEIGHTS, CONFIG, TRAINER = "model.safetensors", "config.json", "trainer.pt"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: str | Path, model: AutoregressiveModel, trainer_state: dict | None = None,
+                    extra_config: dict | None = None) -> Path:
+    """Write ``model`` (and optionally the trainer's state) to the directory ``path``, atomically.
+
+    Args:
+        path: the checkpoint directory; an existing checkpoint there is replaced only once the new one is complete.
+        model: the model to save.
+        trainer_state: a dict of tensors and plain values (optimizer state, step, RNG states) for resuming.
+        extra_config: JSON-able values stored beside the model config in config.json (e.g. the training config).
+
+    Returns:
+        The checkpoint directory.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        # safetensors refuses tensors that share memory or are not contiguous; clone what it stores.
+        weights = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        metadata = {"format": FORMAT, "version": VERSION, "config": json.dumps(model.config)}
+        save_file(weights, str(tmp / WEIGHTS), metadata=metadata)
+        (tmp / CONFIG).write_text(json.dumps({"model": model.config, **(extra_config or {})}, indent=2) + "\n")
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / TRAINER)
+        for f in tmp.iterdir():
+            with open(f, "rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return path
+
+
+def resolve(path: str | Path) -> Path:
+    """The checkpoint directory or weights file that ``path`` names: a run, a checkpoint, or a .safetensors file."""
+    path = Path(path)
+    latest = path / "checkpoints" / "latest"
+    if latest.is_file():
+        return path / "checkpoints" / latest.read_text().strip()
+    if (path / WEIGHTS).is_file() or (path.is_file() and path.suffix == ".safetensors"):
+        return path
+    if path.is_dir():
+        raise CheckpointError(f"{path} holds no checkpoint ({WEIGHTS} or checkpoints/latest); "
+                              f"train one with `pixelrnn train --out {path}`")
+    raise CheckpointError(f"no checkpoint at {path}; give a run directory written by `pixelrnn train --out`")
+
+
+def _weights_file(path: Path) -> Path:
+    return path if path.is_file() else path / WEIGHTS
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The model config stored in a checkpoint, without loading its weights."""
+    weights = _weights_file(resolve(path))
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({e}); it may be truncated") from None
+    if metadata.get("format") != FORMAT or "config" not in metadata:
+        raise CheckpointError(f"{weights} is not a pixelrnn checkpoint (its metadata lacks the model config)")
+    if metadata.get("version") != VERSION:
+        raise CheckpointError(f"{weights} has checkpoint format version {metadata.get('version')}; "
+                              f"this pixelrnn reads version {VERSION}")
+    return json.loads(metadata["config"])
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> AutoregressiveModel:
+    """Rebuild a model from a checkpoint; no flags needed, since the checkpoint holds its config.
+
+    Args:
+        path: a run directory, a checkpoint directory, or a ``model.safetensors`` file.
+        map_location: device for the weights.
+
+    Returns:
+        The model in eval mode, in the dtype it was saved in.
+    """
+    weights_path = _weights_file(resolve(path))
+    config = read_config(path)
+    try:
+        model = build_from_config(config)
+    except ConfigError as e:
+        raise CheckpointError(f"{weights_path} holds a config this pixelrnn cannot build: {e}") from None
+    try:
+        state = load_file(str(weights_path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights_path} could not be read ({e}); it may be truncated or corrupt") from None
+    dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+    if len(dtypes) == 1:
+        model = model.to(dtypes.pop())
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"{weights_path} does not match its own config ({first}); the file is corrupt") from None
+    return model.to(map_location).eval()
+
+
+def load_trainer_state(path: str | Path) -> dict | None:
+    """The trainer state of a checkpoint, or None if it has none. Loaded with ``weights_only=True``."""
+    directory = resolve(path)
+    file = directory / TRAINER if directory.is_dir() else None
+    if file is None or not file.is_file():
+        return None
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for a bad file; all mean the same to the user
+        raise CheckpointError(f"{file} could not be read ({type(e).__name__}); it may be truncated or corrupt") from None
+
+
+def save_run_checkpoint(run_dir: str | Path, step: int, model: AutoregressiveModel, trainer_state: dict,
+                        extra_config: dict | None = None, keep: int = 2) -> Path:
+    """Save step ``step`` of a training run, point ``latest`` at it atomically, and prune older checkpoints."""
+    root = Path(run_dir) / "checkpoints"
+    name = f"step-{step:09d}"
+    path = save_checkpoint(root / name, model, trainer_state, extra_config)
+    pointer = root / ".latest.tmp"
+    pointer.write_text(name + "\n")
+    with open(pointer, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(pointer, root / "latest")
+    _fsync_dir(root)
+    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
+        if old.name != name:
+            shutil.rmtree(old)
+    return path

@@ -1,0 +1,86 @@
+"""Checkpoints: self-describing, atomic, and safe and clear on bad files."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import pixelrnn
+from pixelrnn import checkpoint
+from pixelrnn.errors import CheckpointError
+from conftest import tiny_model
+
+
+def test_round_trip_needs_no_flags(tmp_path, model_name):
+    model = tiny_model(model_name, (3, 4, 4), 6, dtype=torch.float64)
+    pixelrnn.save_checkpoint(tmp_path / "ckpt", model)
+    loaded = pixelrnn.load_checkpoint(tmp_path / "ckpt")
+    x = torch.randint(0, 6, (2, 3, 4, 4))
+    assert loaded.config == model.config
+    assert loaded.dtype == torch.float64
+    assert torch.equal(loaded.log_prob(x), model.log_prob(x))
+    # The weights file alone is enough: the config travels in its metadata.
+    assert pixelrnn.load_checkpoint(tmp_path / "ckpt" / "model.safetensors").config == model.config
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        pixelrnn.load_checkpoint(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        pixelrnn.load_checkpoint(tmp_path / "empty")
+
+
+def test_truncated_weights_are_a_clear_error(tmp_path):
+    pixelrnn.save_checkpoint(tmp_path / "ckpt", tiny_model("pixelcnn", (1, 4, 4), 4))
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-50])
+    with pytest.raises(CheckpointError, match="truncated"):
+        pixelrnn.load_checkpoint(tmp_path / "ckpt")
+
+
+def test_weights_of_another_model_are_a_clear_error(tmp_path):
+    model = tiny_model("pixelcnn", (1, 4, 4), 4, dtype=torch.float32)
+    other = tiny_model("pixelcnn", (1, 4, 4), 4, dtype=torch.float32, layers=3)
+    (tmp_path / "bad").mkdir()
+    metadata = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": json.dumps(model.config)}
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(tmp_path / "bad" / "model.safetensors"),
+              metadata=metadata)
+    with pytest.raises(CheckpointError, match="does not match"):
+        pixelrnn.load_checkpoint(tmp_path / "bad")
+
+
+def test_a_foreign_safetensors_file_is_not_a_checkpoint(tmp_path):
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "x.safetensors"))
+    with pytest.raises(CheckpointError, match="not a pixelrnn checkpoint"):
+        pixelrnn.load_checkpoint(tmp_path / "x.safetensors")
+
+
+def test_a_failed_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
+    model = tiny_model("pixelcnn", (1, 4, 4), 4, dtype=torch.float32)
+    pixelrnn.save_checkpoint(tmp_path / "ckpt", model)
+    before = (tmp_path / "ckpt" / "model.safetensors").read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", crash)
+    with pytest.raises(OSError):
+        pixelrnn.save_checkpoint(tmp_path / "ckpt", tiny_model("pixelcnn", (1, 4, 4), 4, seed=1), trainer_state={})
+    assert (tmp_path / "ckpt" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary left behind
+
+
+def test_trainer_state_is_loaded_without_running_code(tmp_path):
+    model = tiny_model("pixelcnn", (1, 4, 4), 4, dtype=torch.float32)
+    pixelrnn.save_checkpoint(tmp_path / "ckpt", model, trainer_state={"step": 3})
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, ("open('pwned', 'w').write('x')",))
+
+    torch.save({"step": Evil()}, tmp_path / "ckpt" / "trainer.pt")
+    with pytest.raises(CheckpointError):
+        checkpoint.load_trainer_state(tmp_path / "ckpt")
+    assert not (tmp_path / "pwned").exists()
