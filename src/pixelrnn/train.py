@@ -1,0 +1,209 @@
+"""Training: one loop that reads top to bottom, and resumes exactly.
+
+"Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016), section 5: the models are trained by maximum
+likelihood with RMSProp (the best of the update rules the paper tried) at batch size 16 for MNIST and CIFAR-10, on
+inputs that are only scaled and centred. The loss is bits/dim of the batch, computed in float32 even when the
+network runs in bfloat16.
+
+A run lives in one directory: ``train_config.json``, ``metrics.csv`` (and TensorBoard events if TensorBoard is
+installed), and ``checkpoints/``. Resuming restores the weights, the optimizer and schedule, the step and the RNG
+state; the data order is a pure function of the seed and the step, so N steps in one go and N/2 + resume + N/2
+give the same weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .data import load_dataset
+from .distributions import bits_per_dim
+from .errors import ConfigError
+from .evaluate import autocast, evaluate
+from .models import build_model
+
+RUN_CONFIG = "train_config.json"
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=config.lr, alpha=0.95, eps=1e-6)
+    return torch.optim.Adam(params, lr=config.lr)
+
+
+def lr_factor(config: TrainConfig, total_steps: int):
+    """Linear warm-up, then constant or cosine decay to zero."""
+    warmup = min(config.warmup_steps, total_steps // 10)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.lr_schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
+    """The training images of ``step``: epoch e is a permutation seeded by (seed, e), cut into full batches."""
+    per_epoch = max(1, n // batch_size)
+    epoch, index = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return perm[index * batch_size:(index + 1) * batch_size]
+
+
+class MetricsLog:
+    """Appends rows to metrics.csv, and to TensorBoard when it is installed."""
+
+    FIELDS = ("step", "split", "bits_per_dim", "images_per_s", "lr", "seconds")
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "metrics.csv"
+        new = not self.path.exists()
+        self.file = open(self.path, "a", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=self.FIELDS)
+        if new:
+            self.writer.writeheader()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:  # TensorBoard is optional
+            self.tensorboard = None
+
+    def write(self, **row) -> None:
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.tensorboard is not None:
+            self.tensorboard.add_scalar(f"{row['split']}/bits_per_dim", row["bits_per_dim"], row["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def _check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
+    stored = run_dir / RUN_CONFIG
+    if not resume:
+        if (run_dir / "checkpoints" / "latest").exists():
+            raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
+        return
+    if not (run_dir / "checkpoints" / "latest").exists():
+        raise ConfigError(f"nothing to resume in {run_dir}: it holds no checkpoint; drop --resume to start a run")
+    before = TrainConfig.from_dict(json.loads(stored.read_text()))
+    # Only how long and how often may change on resume; anything else would be a different run.
+    may_change = {"steps", "epochs", "eval_every", "eval_limit", "checkpoint_every", "log_every", "eval_batch_size",
+                  "data_dir"}
+    changed = [k for k, v in config.to_dict().items() if k not in may_change and before.to_dict()[k] != v]
+    if changed:
+        raise ConfigError(f"{run_dir} was trained with other values of {', '.join(changed)}; "
+                          f"resume with the run's own settings (see {stored})")
+
+
+def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None, time_limit: float | None = None) -> dict:
+    """Train a model as ``config`` says, in ``run_dir``.
+
+    Args:
+        config: the training configuration.
+        run_dir: the run directory (created if needed).
+        resume: continue the run in ``run_dir`` from its latest checkpoint.
+        progress: show a progress bar with live bits/dim and images/s.
+        stop_after: stop (with a checkpoint) after this many steps of this call, as an interruption would.
+        time_limit: stop (with a checkpoint) after this many seconds of training in this call.
+
+    Returns:
+        {"step", "total_steps", "train_bits_per_dim", "valid": evaluation dict or None, "images_per_s"}.
+    """
+    run_dir = Path(run_dir)
+    _check_run_dir(run_dir, config, resume)
+    train_data = load_dataset(config.data, "train", config.data_dir, image_size=config.image_size)
+    valid_data = load_dataset(config.data, "valid", config.data_dir, image_size=config.image_size)
+    total_steps = config.total_steps(len(train_data))
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, train_data.image_shape, train_data.levels, **config.model_options)
+    optimizer = make_optimizer(config, model.parameters())
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps))
+    step = 0
+    if resume:
+        state = ckpt.load_trainer_state(run_dir)
+        model.load_state_dict(ckpt.load_checkpoint(run_dir).state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+    def save() -> None:
+        state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step,
+                 "torch_rng": torch.get_rng_state()}
+        ckpt.save_run_checkpoint(run_dir, step, model, state, extra_config={"train": config.to_dict()})
+
+    def validate(limit: int | None) -> dict:
+        images = valid_data.images if limit is None else valid_data.images[:limit]
+        result = evaluate(model, images, batch_size=config.eval_batch_size, precision=config.precision)
+        log.write(step=step, split="valid", bits_per_dim=result["bits_per_dim"], images_per_s="", lr="",
+                  seconds=round(time.perf_counter() - start, 2))
+        return result
+
+    log = MetricsLog(run_dir)
+    model.train()
+    start = time.perf_counter()
+    first_step, train_bpd, images_per_s, valid = step, float("nan"), float("nan"), None
+    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
+    try:
+        window_start, window_images = time.perf_counter(), 0
+        while step < total_steps:
+            x = train_data.images[batch_indices(step, len(train_data), config.batch_size, config.seed)].long()
+            with autocast(config.precision):
+                logits = model(x)
+            loss = bits_per_dim(logits.float(), x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            window_images += len(x)
+            train_bpd = loss.item()
+            bar.update(1)
+            if step % config.log_every == 0 or step == total_steps:
+                images_per_s = window_images / (time.perf_counter() - window_start)
+                bar.set_postfix(bpd=f"{train_bpd:.4f}", img_s=f"{images_per_s:.1f}")
+                log.write(step=step, split="train", bits_per_dim=train_bpd, images_per_s=round(images_per_s, 2),
+                          lr=schedule.get_last_lr()[0], seconds=round(time.perf_counter() - start, 2))
+                window_start, window_images = time.perf_counter(), 0
+            if config.eval_every and step % config.eval_every == 0 and step < total_steps:
+                valid = validate(config.eval_limit)
+                bar.write(f"step {step}: valid bits/dim {valid['bits_per_dim']:.4f} (first {valid['images']} images)")
+            if step % config.checkpoint_every == 0:
+                save()
+            interrupted = stop_after is not None and step - first_step >= stop_after
+            out_of_time = time_limit is not None and time.perf_counter() - start >= time_limit
+            if interrupted or out_of_time:
+                break
+        save()
+        if step >= total_steps:
+            valid = validate(None)
+    except KeyboardInterrupt:
+        save()  # an interrupted run resumes from where it stopped
+        raise
+    finally:
+        bar.close()
+        log.close()
+    return {"step": step, "total_steps": total_steps, "train_bits_per_dim": train_bpd, "valid": valid,
+            "images_per_s": images_per_s}

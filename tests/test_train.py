@@ -1,0 +1,91 @@
+"""Training, resuming, evaluation and the one bits/dim function."""
+
+import math
+
+import pytest
+import torch
+
+import pixelrnn
+from pixelrnn import distributions
+from pixelrnn.checkpoint import load_checkpoint, load_trainer_state
+from pixelrnn.config import TrainConfig, preset
+from pixelrnn.errors import ConfigError
+from pixelrnn.evaluate import evaluate
+from pixelrnn.train import batch_indices, train
+from conftest import tiny_model
+
+TINY_RUN = dict(model="pixelcnn", model_options=dict(layers=1, hidden=4, head=8), data="digits", steps=8,
+                batch_size=8, eval_every=4, eval_limit=16, checkpoint_every=3, log_every=2, warmup_steps=2)
+
+
+def weights(run_dir):
+    return load_checkpoint(run_dir).state_dict()
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+def test_resume_continues_exactly(tmp_path, optimizer):
+    """N steps in one go and N/2 + resume + N/2 give bitwise the same weights (CPU, same seed)."""
+    config = TrainConfig(**TINY_RUN, optimizer=optimizer)
+    train(config, tmp_path / "whole", progress=False)
+    train(config, tmp_path / "split", progress=False, stop_after=4)
+    assert load_trainer_state(tmp_path / "split")["step"] == 4
+    train(config, tmp_path / "split", resume=True, progress=False)
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "split")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_lowers_the_loss_and_writes_metrics(tmp_path):
+    config = TrainConfig(**{**TINY_RUN, "steps": 60, "lr": 3e-3})
+    result = train(config, tmp_path, progress=False)
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,split,bits_per_dim")
+    first_train = float(rows[1].split(",")[2])
+    assert result["train_bits_per_dim"] < first_train
+    assert result["valid"]["images"] == 200  # the final validation pass covers the whole split
+    assert result["valid"]["bits_per_dim"] < math.log2(17)  # better than uniform over 17 levels
+
+
+def test_a_second_run_in_the_same_directory_needs_resume(tmp_path):
+    config = TrainConfig(**{**TINY_RUN, "steps": 2})
+    train(config, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="other values of model_options"):
+        train(config.replace(model_options=dict(layers=2, hidden=4, head=8)), tmp_path, resume=True, progress=False)
+
+
+def test_bf16_training_runs_and_keeps_float32_weights(tmp_path):
+    config = TrainConfig(**{**TINY_RUN, "steps": 3, "precision": "bf16"})
+    train(config, tmp_path, progress=False)
+    assert all(t.dtype == torch.float32 for t in weights(tmp_path).values() if t.is_floating_point())
+
+
+def test_batches_cover_each_epoch_once():
+    seen = torch.cat([batch_indices(s, 20, 5, seed=3) for s in range(4)])
+    assert sorted(seen.tolist()) == list(range(20))
+    assert not torch.equal(batch_indices(4, 20, 5, seed=3), batch_indices(0, 20, 5, seed=3))  # new epoch order
+
+
+def test_evaluate_scores_every_image_exactly():
+    model = tiny_model("pixelcnn", (1, 4, 4), 5)
+    images = torch.randint(0, 5, (7, 1, 4, 4), dtype=torch.uint8)
+    result = evaluate(model, images, batch_size=3)  # 3 + 3 + 1: the last partial batch counts
+    nats = -model.log_prob(images.long()).sum().item() / 7
+    assert result["images"] == 7
+    assert result["nats_per_image"] == pytest.approx(nats, rel=1e-12)
+    assert result["bits_per_dim"] == pytest.approx(nats / (16 * math.log(2)), rel=1e-12)
+
+
+def test_bits_per_dim_of_a_uniform_model_is_log2_levels():
+    logits = torch.zeros(2, 256, 3, 4, 4)
+    x = torch.randint(0, 256, (2, 3, 4, 4))
+    assert distributions.bits_per_dim(logits, x).item() == pytest.approx(8.0)
+
+
+def test_presets_and_unknown_fields():
+    assert preset("cifar10-pixelcnn")["model_options"] == dict(layers=15, hidden=128, head=1024)
+    with pytest.raises(pixelrnn.PixelRNNError, match="unknown preset"):
+        preset("imagenet1024")
+    with pytest.raises(pixelrnn.PixelRNNError, match="unknown training option"):
+        TrainConfig.from_dict({"batchsize": 3})
