@@ -1,0 +1,65 @@
+"""Training throughput: images/s of full training steps (forward, backward, optimizer), median after warm-up."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from .distributions import bits_per_dim
+from .evaluate import autocast
+from .models import build_model
+
+
+def train_speed(model, batches: list[torch.Tensor], precision: str = "fp32", warmup: int = 3, steps: int = 10) -> dict:
+    """Time RMSProp training steps of ``model`` on the given batches (cycled).
+
+    Returns:
+        {"images_per_s": batch size / median step time, "step_seconds": median step time}.
+    """
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+    model.train()
+    times = []
+    for k in range(warmup + steps):
+        x = batches[k % len(batches)]
+        start = time.perf_counter()
+        with autocast(precision):
+            logits = model(x)
+        loss = bits_per_dim(logits.float(), x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if k >= warmup:
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {"images_per_s": len(batches[0]) / median, "step_seconds": median}
+
+
+def training_flops(model, x: torch.Tensor) -> int:
+    """Floating-point operations of one forward and backward pass, counted by torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        logits = model(x)
+        bits_per_dim(logits.float(), x).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def matmul_gflops(precision: str, size: int = 2048, repeats: int = 10) -> float:
+    """The machine's dense matrix-multiply rate in GFLOP/s for a precision, to put model figures in context."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def build_for_benchmark(name: str, image_shape, levels: int, **options):
+    torch.manual_seed(0)
+    return build_model(name, image_shape, levels, **options)

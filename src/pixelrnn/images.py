@@ -1,0 +1,46 @@
+"""Reading and writing images: sample grids and single PNGs.
+
+Values in [0, K) are shown as grey or colour levels spread over 0..255, so a 2-level or 17-level model's images are
+as visible as an 8-bit one's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_uint8(x: torch.Tensor, levels: int) -> np.ndarray:
+    """int [N, C, H, W] in [0, levels) -> uint8 [N, H, W, C] in [0, 255]."""
+    scaled = (x.detach().cpu().double() * (255.0 / (levels - 1))).round().clamp(0, 255)
+    return scaled.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def grid(x: torch.Tensor, levels: int, columns: int | None = None, padding: int = 2, scale: int = 1) -> Image.Image:
+    """Tile images [N, C, H, W] into one picture, ``columns`` wide (about square by default)."""
+    pixels = to_uint8(x, levels)
+    n, h, w, c = pixels.shape
+    columns = columns or max(1, int(np.ceil(np.sqrt(n))))
+    rows = int(np.ceil(n / columns))
+    canvas = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding, c), 255, np.uint8)
+    for k in range(n):
+        r, col = divmod(k, columns)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        canvas[top:top + h, left:left + w] = pixels[k]
+    image = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    return image
+
+
+def save_grid(x: torch.Tensor, levels: int, path: str | Path, columns: int | None = None, scale: int | None = None) -> Path:
+    """Write a PNG grid of images; small images are enlarged so the grid is easy to look at."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if scale is None:
+        scale = max(1, 64 // max(x.shape[-2:]))
+    grid(x, levels, columns, scale=scale).save(path)
+    return path
