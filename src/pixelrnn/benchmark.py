@@ -60,6 +60,3 @@ def matmul_gflops(precision: str, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def build_for_benchmark(name: str, image_shape, levels: int, **options):
-    torch.manual_seed(0)
-    return build_model(name, image_shape, levels, **options)

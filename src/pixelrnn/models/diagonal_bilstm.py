@@ -31,29 +31,127 @@ from ..masks import MaskedConv2d
 from .recurrent import RecurrentConfig, RecurrentPixelModel, lstm_update
 
 
-def skew(x: torch.Tensor) -> torch.Tensor:
-    """(B, F, H, W) -> (B, F, H, W + H - 1): row r shifted right by r, zeros elsewhere."""
-    b, f, h, w = x.shape
-    flat = F.pad(x, (0, h)).reshape(b, f, h * (w + h))  # each row padded to W + H
-    return flat[:, :, : h * (w + h - 1)].reshape(b, f, h, w + h - 1)
+def skew(x: torch.Tensor, row_dim: int = -2) -> torch.Tensor:
+    """Shift row r right by r: (..., H, W, *rest) -> (..., H, W + H - 1, *rest), zeros elsewhere.
+
+    ``row_dim`` names the H dimension; W follows it, and any trailing dimensions (features) travel along.
+    """
+    row_dim %= x.dim()
+    lead, (h, w), rest = x.shape[:row_dim], x.shape[row_dim:row_dim + 2], x.shape[row_dim + 2:]
+    flat = F.pad(x, [0, 0] * len(rest) + [0, h]).reshape(*lead, h * (w + h), *rest)  # each row padded to W + H
+    return flat.narrow(row_dim, 0, h * (w + h - 1)).reshape(*lead, h, w + h - 1, *rest)
 
 
-def unskew(x: torch.Tensor) -> torch.Tensor:
-    """(B, F, H, W + H - 1) -> (B, F, H, W): the inverse of :func:`skew`."""
-    b, f, h, skewed_width = x.shape
+def unskew(x: torch.Tensor, row_dim: int = -2) -> torch.Tensor:
+    """The inverse of :func:`skew`: (..., H, W + H - 1, *rest) -> (..., H, W, *rest)."""
+    row_dim %= x.dim()
+    lead, (h, skewed_width), rest = x.shape[:row_dim], x.shape[row_dim:row_dim + 2], x.shape[row_dim + 2:]
     w = skewed_width - h + 1
-    flat = F.pad(x.reshape(b, f, h * skewed_width), (0, h)).reshape(b, f, h, w + h)
-    return flat[:, :, :, :w]
+    flat = x.reshape(*lead, h * skewed_width, *rest)
+    flat = F.pad(flat, [0, 0] * len(rest) + [0, h]).reshape(*lead, h, w + h, *rest)
+    return flat.narrow(row_dim + 1, 0, w)
 
 
-def shift_down(x: torch.Tensor) -> torch.Tensor:
-    """(B, F, H, W) -> the same map moved down one row, with zeros in the first row."""
-    return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
+def shift_down(x: torch.Tensor, row_dim: int = -2) -> torch.Tensor:
+    """The same map moved down one row along ``row_dim``, with zeros in the first row."""
+    row_dim %= x.dim()
+    pad = [0, 0] * (x.dim() - row_dim - 1) + [1, 0]
+    return F.pad(x, pad).narrow(row_dim, 0, x.shape[row_dim])
 
 
 @dataclass(frozen=True)
 class DiagonalBiLSTMConfig(RecurrentConfig):
     pass
+
+
+class DiagonalScan(torch.autograd.Function):
+    """The LSTM recurrence along the diagonals, for both directions at once, with a hand-written backward.
+
+    Input: the input-to-state pre-activations ``gates_in`` (2, H, W, B, 4h), the second direction already mirrored,
+    and the state-to-state matrices ``weight`` (2, 2h, 4h) acting on [state above, state left]. Output: the states
+    (2, H, W, B, h), in the same (mirrored) coordinates.
+
+    Column t of the skewed map is the diagonal of cells (r, t - r); cell (r, c) depends on (r - 1, c) and
+    (r, c - 1), both on diagonal t - 1. States live in a buffer with one zero row on top and one zero column on the
+    left, so that the neighbours outside the image read as zero (the initial state), and so that every diagonal,
+    and each of its two neighbour diagonals, is a strided view of the buffer: no skewed copy is ever made, and only
+    image cells are computed. The backward pass walks the diagonals in reverse (backpropagation through time) and
+    writes each gradient once, instead of autograd's one full-size zero tensor per step.
+
+    The matrix products run in the dtype of ``gates_in`` (bfloat16 under autocast); the LSTM cell, its state and
+    the gradients of the recurrence run in the dtype of ``weight`` (the parameters').
+    """
+
+    @staticmethod
+    def _diagonals(height: int, width: int):
+        """Per diagonal t: the slices of its cells in the flat (H x W) input and in the padded flat state buffer."""
+        for t in range(height + width - 1):
+            lo, hi = max(0, t - width + 1), min(height - 1, t)
+            # Cell (r, t - r): flat input index r (W - 1) + t; padded buffer index (r + 1)(W + 1) + (t - r + 1).
+            flat = slice(lo * (width - 1) + t, hi * (width - 1) + t + 1, max(1, width - 1))
+            start, stop = lo * width + width + t + 2, hi * width + width + t + 3
+            yield hi - lo + 1, flat, start, stop
+
+    @staticmethod
+    def forward(ctx, gates_in: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        _, height, width, b, four_h = gates_in.shape
+        hid, dtype = four_h // 4, weight.dtype
+        with torch.autocast(gates_in.device.type, enabled=False):
+            gates_flat = gates_in.reshape(2, height * width, b, four_h)
+            weight_mm = weight.to(gates_in.dtype)
+            # Padded state buffers: row 0 and column 0 are the zero initial states.
+            padded = (2, (height + 1) * (width + 1), b, hid)
+            hs, cs = gates_in.new_zeros(padded, dtype=dtype), gates_in.new_zeros(padded, dtype=dtype)
+            acts = gates_in.new_empty(2, height * width, b, four_h, dtype=dtype)  # o, f, i, g after activation
+            step = width  # in the padded buffer, consecutive cells of a diagonal are W apart
+            for n, flat, start, stop in DiagonalScan._diagonals(height, width):
+                cells = slice(start, stop, step)
+                above, left = slice(start - width - 1, stop - width - 1, step), slice(start - 1, stop - 1, step)
+                neighbours = torch.cat([hs[:, above], hs[:, left]], dim=3).view(2, n * b, 2 * hid)
+                gates = torch.baddbmm(gates_flat[:, flat].reshape(2, n * b, four_h), neighbours.to(weight_mm.dtype),
+                                      weight_mm).to(dtype)
+                act = torch.cat([torch.sigmoid(gates[..., :3 * hid]), torch.tanh(gates[..., 3 * hid:])], dim=2)
+                o, f, i, g = act.chunk(4, dim=2)
+                c = torch.addcmul(f * cs[:, left].reshape(2, n * b, hid), i, g)
+                hs[:, cells] = (o * torch.tanh(c)).view(2, n, b, hid)
+                cs[:, cells] = c.view(2, n, b, hid)
+                acts[:, flat] = act.view(2, n, b, four_h)
+        ctx.save_for_backward(hs, cs, acts, weight)
+        ctx.shape = (height, width, b, hid, gates_in.dtype)
+        return hs.view(2, height + 1, width + 1, b, hid)[:, 1:, 1:].contiguous()
+
+    @staticmethod
+    def backward(ctx, grad_states: torch.Tensor):
+        hs, cs, acts, weight = ctx.saved_tensors
+        height, width, b, hid, mm_dtype = ctx.shape
+        dtype = weight.dtype
+        with torch.autocast(grad_states.device.type, enabled=False):
+            weight_t = weight.transpose(1, 2).to(mm_dtype)
+            grad_h = torch.zeros_like(hs)  # accumulates dL/dh per cell: from the output and from later diagonals
+            grad_h.view(2, height + 1, width + 1, b, hid)[:, 1:, 1:] = grad_states
+            grad_c = torch.zeros_like(cs)
+            grad_gates = hs.new_empty(2, height * width, b, 4 * hid, dtype=mm_dtype)
+            grad_weight = torch.zeros_like(weight)
+            step = width
+            for n, flat, start, stop in reversed(list(DiagonalScan._diagonals(height, width))):
+                cells = slice(start, stop, step)
+                above, left = slice(start - width - 1, stop - width - 1, step), slice(start - 1, stop - 1, step)
+                o, f, i, g = acts[:, flat].reshape(2, n * b, 4 * hid).chunk(4, dim=2)
+                c = cs[:, cells].reshape(2, n * b, hid)
+                tanh_c = torch.tanh(c)
+                dh = grad_h[:, cells].reshape(2, n * b, hid)
+                dc = grad_c[:, cells].reshape(2, n * b, hid) + dh * o * (1 - tanh_c * tanh_c)
+                c_left = cs[:, left].reshape(2, n * b, hid)
+                d_gates = torch.cat([dh * tanh_c * o * (1 - o), dc * c_left * f * (1 - f), dc * g * i * (1 - i),
+                                     dc * i * (1 - g * g)], dim=2).to(mm_dtype)  # (2, n*B, 4h), pre-activation
+                grad_c[:, left] += (dc * f).view(2, n, b, hid)
+                grad_gates[:, flat] = d_gates.view(2, n, b, 4 * hid)
+                neighbours = torch.cat([hs[:, above], hs[:, left]], dim=3).view(2, n * b, 2 * hid).to(mm_dtype)
+                grad_weight += torch.bmm(neighbours.transpose(1, 2), d_gates).to(dtype)
+                d_neighbours = torch.bmm(d_gates, weight_t).to(dtype).view(2, n, b, 2 * hid)
+                grad_h[:, above] += d_neighbours[..., :hid]
+                grad_h[:, left] += d_neighbours[..., hid:]
+        return grad_gates.view(2, height, width, b, 4 * hid), grad_weight
 
 
 class DiagonalBiLSTMLayer(nn.Module):
@@ -69,23 +167,39 @@ class DiagonalBiLSTMLayer(nn.Module):
         self.state_to_state = nn.Conv1d(2 * hidden, 8 * hidden, 2, groups=2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The fast path: both directions' gates in one batched product, then :class:`DiagonalScan`."""
         b, _, height, width = x.shape
         hid = self.hidden
-        gates_in = self.input_to_state(x)  # (B, 8h, H, W): [left-to-right 4h | right-to-left 4h]
-        forward_gates, backward_gates = gates_in.split(4 * hid, dim=1)
+        # The right-to-left direction runs on the mirrored map; both directions' inputs are laid out
+        # (direction, row, column, batch, feature) so that the scan reads every diagonal as a strided view.
+        pixels = x.permute(2, 3, 0, 1)  # (H, W, B, 2h)
+        pixels = torch.stack([pixels, pixels.flip(1)]).view(2, height * width * b, 2 * hid)
+        weight_in = self.input_to_state.masked_weight().view(2, 4 * hid, 2 * hid).transpose(1, 2)  # (2, 2h, 4h)
+        bias_in = self.input_to_state.bias.view(2, 1, 4 * hid)
+        gates_in = torch.baddbmm(bias_in, pixels, weight_in).view(2, height, width, b, 4 * hid)
+        # Grouped conv1d weight (2*4h, h, 2) as one (2h, 4h) matrix per direction acting on [state above, state left].
+        weight = self.state_to_state.weight.view(2, 4 * hid, hid, 2).permute(0, 3, 2, 1).reshape(2, 2 * hid, 4 * hid)
+        states = DiagonalScan.apply(gates_in, weight)  # (2, H, W, B, h)
+        combined = states[0] + shift_down(states[1].flip(1), row_dim=0)  # (H, W, B, h)
+        return combined.permute(2, 3, 0, 1)  # (B, h, H, W)
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Section 3.2 written plainly with convolutions on (B, F, H, W) maps; the fast path is tested equal to it."""
+        b, _, height, width = x.shape
+        hid = self.hidden
+        forward_gates, backward_gates = self.input_to_state(x).split(4 * hid, dim=1)
         gates_in = skew(torch.cat([forward_gates, backward_gates.flip(3)], dim=1))  # (B, 8h, H, W+H-1)
-        columns = gates_in.shape[3]
-        states = x.new_empty(b, 2 * hid, height, columns)  # (B, 2h, H, W+H-1), filled column by column
         h = x.new_zeros(b, 2 * hid, height)  # (B, 2h, H): previous column's states, both directions
         c = x.new_zeros(b, 2, hid, height)
-        for t in range(columns):
+        states = []
+        for t in range(gates_in.shape[3]):
             # [state above, state left] = the previous column at rows r-1 and r: pad one zero row on top.
             recurrent = self.state_to_state(F.pad(h, (1, 0)))  # (B, 8h, H)
             gates = (gates_in[:, :, :, t] + recurrent).view(b, 2, 4 * hid, height)
             h4, c = lstm_update(gates, c, dim=2)  # (B, 2, h, H)
             h = h4.reshape(b, 2 * hid, height)
-            states[:, :, :, t] = h
-        states = unskew(states)  # (B, 2h, H, W)
+            states.append(h)
+        states = unskew(torch.stack(states, 3))  # (B, 2h, H, W)
         forward_states, backward_states = states.split(hid, dim=1)
         return forward_states + shift_down(backward_states.flip(3))  # (B, h, H, W)
 

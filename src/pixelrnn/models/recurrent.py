@@ -40,9 +40,11 @@ def lstm_update(gates: torch.Tensor, cell: torch.Tensor, dim: int) -> tuple[torc
     Returns:
         (hidden, cell), each the shape of ``cell``.
     """
-    o, f, i, g = gates.chunk(4, dim)
-    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(cell), cell
+    size = cell.shape[dim]
+    sigmoids = torch.sigmoid(gates.narrow(dim, 0, 3 * size))  # o, f, i in one call
+    o, f, i = sigmoids.chunk(3, dim)
+    cell = torch.addcmul(f * cell, i, torch.tanh(gates.narrow(dim, 3 * size, size)))
+    return o * torch.tanh(cell), cell
 
 
 class RecurrentPixelModel(AutoregressiveModel):
