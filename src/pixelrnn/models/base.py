@@ -109,7 +109,7 @@ class AutoregressiveModel(nn.Module):
         n: int,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
-        method: str = "naive",
+        method: str = "fast",
         progress: bool = False,
     ) -> torch.Tensor:
         """Draw ``n`` images, int64 [n, C, H, W]."""
@@ -124,7 +124,7 @@ class AutoregressiveModel(nn.Module):
         known: torch.Tensor,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
-        method: str = "naive",
+        method: str = "fast",
         progress: bool = False,
     ) -> torch.Tensor:
         """Keep ``x`` where ``known`` (bool, broadcastable to x) is True and sample the rest in model order."""

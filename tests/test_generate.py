@@ -1,0 +1,62 @@
+"""Fast (step-wise) generation equals the reference: same logits at every position, same images for same draws."""
+
+import pytest
+import torch
+
+from pixelrnn.generate import stepwise_logits
+from conftest import tiny_model
+
+SHAPES = [(1, 5, 4), (3, 3, 4), (1, 1, 6), (3, 4, 1)]
+
+
+@pytest.mark.parametrize("image_shape", SHAPES)
+def test_stepwise_logits_equal_the_full_pass(model_name, image_shape):
+    model = tiny_model(model_name, image_shape, 5, dtype=torch.float64, scale=2.0)
+    x = torch.randint(0, 5, (3, *image_shape), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(stepwise_logits(model, x), model(x), atol=1e-12)
+
+
+def test_stepwise_logits_in_float32(model_name):
+    model = tiny_model(model_name, (3, 4, 4), 7, dtype=torch.float32)
+    x = torch.randint(0, 7, (2, 3, 4, 4))
+    with torch.no_grad():
+        fast = stepwise_logits(model, x)
+        assert fast.dtype == torch.float32
+        assert torch.allclose(fast, model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("options", [dict(residual=False), dict(skip=False), dict(residual=False, skip=False)])
+@pytest.mark.parametrize("name", ["row_lstm", "diagonal_bilstm"])
+def test_stepwise_without_residual_or_skip(name, options):
+    model = tiny_model(name, (3, 3, 3), 4, **options)
+    x = torch.randint(0, 4, (2, 3, 3, 3))
+    with torch.no_grad():
+        assert torch.allclose(stepwise_logits(model, x), model(x), atol=1e-12)
+
+
+@pytest.mark.parametrize("image_shape", [(1, 4, 4), (3, 3, 3)])
+def test_fast_and_naive_sampling_draw_the_same_images(model_name, image_shape):
+    model = tiny_model(model_name, image_shape, 6, dtype=torch.float64, scale=2.0)
+    fast = model.sample(4, generator=torch.Generator().manual_seed(7), method="fast")
+    naive = model.sample(4, generator=torch.Generator().manual_seed(7), method="naive")
+    assert torch.equal(fast, naive)
+
+
+def test_fast_and_naive_completion_agree_and_keep_known_values(model_name):
+    model = tiny_model(model_name, (3, 4, 4), 6, dtype=torch.float64, scale=2.0)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 6, (3, 3, 4, 4), generator=gen)
+    known = torch.rand(3, 3, 4, 4, generator=gen) < 0.4
+    fast = model.complete(x, known, generator=torch.Generator().manual_seed(2), method="fast")
+    naive = model.complete(x, known, generator=torch.Generator().manual_seed(2), method="naive")
+    assert torch.equal(fast, naive)
+    assert torch.equal(fast[known], x[known])
+
+
+def test_temperature_zero_is_greedy(model_name):
+    model = tiny_model(model_name, (1, 3, 3), 4, dtype=torch.float64)
+    x = model.sample(2, temperature=0.0)
+    assert torch.equal(x[0], x[1])  # no randomness left
+    logits = model(x)
+    assert torch.equal(logits.argmax(1), x)  # every value is its conditional's mode
