@@ -40,6 +40,8 @@ def shrink(args: list[str]) -> list[str]:
         return args + TINY_MODEL + ["--steps", "2", "--quiet", "--eval-every", "0"]
     if command == "sample":
         return _drop_flag(args, "-n") + ["-n", "2", "--quiet"]
+    if command == "complete":
+        return _drop_flag(_drop_flag(args, "-n"), "-k") + ["-n", "2", "-k", "2", "--quiet"]
     if command == "evaluate":
         return args + ["--limit", "12", "--quiet"]
     if command == "bench":
@@ -62,10 +64,10 @@ def workdir(tmp_path, monkeypatch):
 
 def test_readme_commands_run(workdir, capsys):
     commands = readme_commands()
-    assert {c[0] for c in commands} >= {"train", "evaluate", "sample", "bench"}
+    assert {c[0] for c in commands} >= {"train", "evaluate", "sample", "complete", "bench"}
     for args in commands:
         assert main(shrink(args)) == 0, f"`pixelrnn {' '.join(args)}` failed: {capsys.readouterr().err}"
-    assert (workdir / "samples.png").is_file()
+    assert (workdir / "samples.png").is_file() and (workdir / "completions.png").is_file()
     assert (workdir / "runs" / "digits" / "eval-digits-test.json").is_file()
 
 
@@ -110,3 +112,9 @@ def test_console_script_exits_cleanly(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("pixelrnn sample: error: no checkpoint")
     assert "Traceback" not in result.stderr
+
+
+def test_bad_occlusion(workdir, capsys):
+    assert main(["train", "--preset", "tiny", "--steps", "1", "--out", "run", "--quiet"]) == 0
+    assert "inside the 8x8 image" in one_line_error(capsys, ["complete", "run", "--occlude", "box:0,0,9,9"])
+    assert "not a readable PNG mask" in one_line_error(capsys, ["complete", "run", "--occlude", "top-third"])

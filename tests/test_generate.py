@@ -3,7 +3,10 @@
 import pytest
 import torch
 
-from pixelrnn.generate import stepwise_logits
+from PIL import Image
+
+from pixelrnn.errors import PixelRNNError
+from pixelrnn.generate import occlusion, stepwise_logits
 from conftest import tiny_model
 
 SHAPES = [(1, 5, 4), (3, 3, 4), (1, 1, 6), (3, 4, 1)]
@@ -60,3 +63,19 @@ def test_temperature_zero_is_greedy(model_name):
     assert torch.equal(x[0], x[1])  # no randomness left
     logits = model(x)
     assert torch.equal(logits.argmax(1), x)  # every value is its conditional's mode
+
+
+def test_occlusions(tmp_path):
+    shape = (3, 4, 6)
+    assert occlusion("bottom-half", shape)[:, :2].all() and not occlusion("bottom-half", shape)[:, 2:].any()
+    assert occlusion("right-half", shape)[:, :, :3].all() and not occlusion("right-half", shape)[:, :, 3:].any()
+    box = occlusion("box:1,0,3,2", shape)
+    assert (~box).sum() == 3 * 2 * 2 and not box[0, 0, 1] and box[0, 2, 1]
+    mask = torch.zeros(4, 6, dtype=torch.uint8)
+    mask[3, 5] = 255
+    Image.fromarray(mask.numpy()).save(tmp_path / "mask.png")
+    known = occlusion(str(tmp_path / "mask.png"), shape)
+    assert (~known).sum() == 3 and not known[:, 3, 5].any()
+    Image.fromarray(mask[:3].numpy()).save(tmp_path / "small.png")
+    with pytest.raises(PixelRNNError, match="6x3"):
+        occlusion(str(tmp_path / "small.png"), shape)

@@ -123,9 +123,38 @@ def cmd_sample(args) -> int:
 
     model = load_checkpoint(args.run)
     generator = torch.Generator().manual_seed(args.seed)
-    x = model.sample(args.n, temperature=args.temperature, generator=generator, progress=not args.quiet)
+    x = model.sample(args.n, temperature=args.temperature, generator=generator, method=args.method,
+                     progress=not args.quiet)
     path = save_grid(x, model.levels, args.output)
     print(f"wrote {args.n} samples to {path}")
+    return 0
+
+
+def cmd_complete(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import load_dataset
+    from .generate import occlusion
+    from .images import completion_panel
+
+    model = load_checkpoint(args.run)
+    trained = _run_data(args.run)
+    name = args.data or trained.get("data")
+    if name is None:
+        raise ConfigError("this checkpoint does not say what data it was trained on; pass --data")
+    data = load_dataset(name, args.split, args.data_dir or trained.get("data_dir"), image_size=trained.get("image_size"))
+    if tuple(data.image_shape) != model.image_shape or data.levels != model.levels:
+        raise PixelRNNError(f"{name} has images {data.image_shape} with {data.levels} levels, but the model was "
+                            f"trained on {model.image_shape} with {model.levels} levels; pick the matching --data")
+    originals = data.images[args.first:args.first + args.n].long()
+    known = occlusion(args.occlude, model.image_shape)
+    # Every original is completed k times in one batch: rows of the batch are (image, completion).
+    batch = originals.repeat_interleave(args.samples, dim=0)
+    generator = torch.Generator().manual_seed(args.seed)
+    completions = model.complete(batch, known, temperature=args.temperature, generator=generator,
+                                 progress=not args.quiet)
+    path = completion_panel(originals, known, completions.view(len(originals), args.samples, *model.image_shape),
+                            model.levels, args.output)
+    print(f"wrote {len(originals)} x {args.samples} completions to {path}")
     return 0
 
 
@@ -160,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .data import SPLITS
     from .models import model_names
 
-    parser = Parser(prog="pixelrnn", description="PixelRNN models: train, evaluate, sample.")
+    parser = Parser(prog="pixelrnn", description="PixelRNN models: train, evaluate, sample, complete.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train a model")
@@ -205,8 +234,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="samples.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--method", default="fast", choices=("fast", "naive"),
+                   help="fast: each layer at the new pixel only; naive: a full forward pass per value")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "complete", help="occlude real images and sample the rest several times",
+        description="Occlude part of real images and complete them with the model, as in the paper's figure 1. "
+                    "The model generates in raster order, so it conditions only on what comes before each value: "
+                    "with an occlusion that is not a suffix in raster order (right-half, a box, a mask), the known "
+                    "pixels after the first hidden one are kept but cannot influence the values drawn before them.")
+    p.add_argument("run", help="run directory or checkpoint")
+    p.add_argument("--occlude", default="bottom-half",
+                   help="bottom-half, right-half, box:x0,y0,x1,y1, or a PNG mask (white = hidden)")
+    p.add_argument("--data", help="data set of the images (default: the one the model was trained on)")
+    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--data-dir")
+    p.add_argument("-n", type=int, default=8, help="number of images")
+    p.add_argument("--first", type=int, default=0, help="index of the first image in the split")
+    p.add_argument("-k", "--samples", type=int, default=4, help="completions per image")
+    p.add_argument("-o", "--output", default="completions.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_complete)
 
     p = sub.add_parser("bench", help="training images/s of a model configuration")
     p.add_argument("--model", choices=model_names(), default="pixelcnn")

@@ -23,6 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributions
+import numpy as np
+
 from .errors import PixelRNNError
 
 METHODS = ("fast", "naive")
@@ -133,3 +135,45 @@ def stepwise_logits(model, x: torch.Tensor) -> torch.Tensor:
             out[:, :, :, i, j] = stepper.logits(x, i, j)
         stepper.end_row(x, i)
     return out
+
+
+OCCLUSIONS = ("bottom-half", "right-half", "box:x0,y0,x1,y1", "PATH.png")
+
+
+def occlusion(spec: str, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """The ``known`` mask [C, H, W] (True = kept) for an occlusion given on the command line.
+
+    Args:
+        spec: "bottom-half", "right-half", "box:x0,y0,x1,y1" (columns x0..x1-1 of rows y0..y1-1 are hidden), or the
+            path of a PNG of the image's size whose white (>= 128) pixels are hidden.
+        image_shape: (C, H, W).
+    """
+    c, h, w = image_shape
+    hidden = torch.zeros(h, w, dtype=torch.bool)
+    if spec == "bottom-half":
+        hidden[h // 2:] = True
+    elif spec == "right-half":
+        hidden[:, w // 2:] = True
+    elif spec.startswith("box:"):
+        try:
+            x0, y0, x1, y1 = (int(v) for v in spec[4:].split(","))
+        except ValueError:
+            raise PixelRNNError(f"--occlude {spec!r}: a box is box:x0,y0,x1,y1 with four integers") from None
+        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+            raise PixelRNNError(f"--occlude {spec!r}: the box must lie inside the {w}x{h} image, with x0 < x1, y0 < y1")
+        hidden[y0:y1, x0:x1] = True
+    else:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(spec) as picture:
+                mask = torch.from_numpy(np.asarray(picture.convert("L")).copy()) >= 128
+        except (OSError, UnidentifiedImageError):
+            raise PixelRNNError(f"--occlude {spec!r} is none of {', '.join(OCCLUSIONS[:3])}, and not a readable "
+                                f"PNG mask") from None
+        if tuple(mask.shape) != (h, w):
+            raise PixelRNNError(f"the mask {spec} is {mask.shape[1]}x{mask.shape[0]}, the images are {w}x{h}")
+        hidden = mask
+    if not hidden.any():
+        raise PixelRNNError(f"--occlude {spec!r} hides no pixel")
+    return (~hidden).expand(c, h, w)

@@ -44,3 +44,18 @@ def save_grid(x: torch.Tensor, levels: int, path: str | Path, columns: int | Non
         scale = max(1, 64 // max(x.shape[-2:]))
     grid(x, levels, columns, scale=scale).save(path)
     return path
+
+
+def completion_panel(originals: torch.Tensor, known: torch.Tensor, completions: torch.Tensor, levels: int,
+                     path: str | Path) -> Path:
+    """A panel like the paper's figure 1: per row, the occluded image, the completions, and the original.
+
+    Args:
+        originals: [N, C, H, W] values in [0, levels).
+        known: bool [C, H, W] or [N, C, H, W]; hidden values are shown in mid grey.
+        completions: [N, k, C, H, W].
+    """
+    n, k = completions.shape[:2]
+    occluded = torch.where(known.expand_as(originals), originals, torch.full_like(originals, (levels - 1) // 2))
+    rows = torch.cat([occluded[:, None], completions, originals[:, None]], dim=1)  # (N, k + 2, C, H, W)
+    return save_grid(rows.flatten(0, 1), levels, path, columns=k + 2)
