@@ -42,6 +42,10 @@ def shrink(args: list[str]) -> list[str]:
         return _drop_flag(args, "-n") + ["-n", "2", "--quiet"]
     if command == "complete":
         return _drop_flag(_drop_flag(args, "-n"), "-k") + ["-n", "2", "-k", "2", "--quiet"]
+    if command == "compress":
+        return _drop_flag(args, "--limit") + ["--limit", "4", "--quiet"]
+    if command == "decompress":
+        return args + ["--quiet"]
     if command == "evaluate":
         return args + ["--limit", "12", "--quiet"]
     if command == "bench":
@@ -64,10 +68,11 @@ def workdir(tmp_path, monkeypatch):
 
 def test_readme_commands_run(workdir, capsys):
     commands = readme_commands()
-    assert {c[0] for c in commands} >= {"train", "evaluate", "sample", "complete", "bench"}
+    assert {c[0] for c in commands} >= {"train", "evaluate", "sample", "complete", "compress", "decompress", "bench"}
     for args in commands:
         assert main(shrink(args)) == 0, f"`pixelrnn {' '.join(args)}` failed: {capsys.readouterr().err}"
     assert (workdir / "samples.png").is_file() and (workdir / "completions.png").is_file()
+    assert len(list((workdir / "decoded").glob("*.png"))) == 4
     assert (workdir / "runs" / "digits" / "eval-digits-test.json").is_file()
 
 

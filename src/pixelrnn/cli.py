@@ -158,6 +158,65 @@ def cmd_complete(args) -> int:
     return 0
 
 
+def _load_images(args, model):
+    """The images to compress: files, or a data-set split."""
+    if args.data:
+        from .data import load_dataset
+
+        data = load_dataset(args.data, args.split, args.data_dir)
+        if tuple(data.image_shape) != model.image_shape or data.levels != model.levels:
+            raise PixelRNNError(f"{args.data} has images {data.image_shape} with {data.levels} levels, but the model "
+                                f"codes {model.image_shape} with {model.levels} levels")
+        return data.images[:args.limit].long()
+    if not args.images:
+        raise ConfigError("give image files to compress, or --data NAME")
+    from .images import read_image
+
+    return torch.stack([read_image(path, model.image_shape, model.levels) for path in args.images])
+
+
+def cmd_compress(args) -> int:
+    import math
+
+    from . import codec
+    from .checkpoint import load_checkpoint
+    from .distributions import nats_to_bits_per_dim
+    from .evaluate import evaluate
+
+    model = load_checkpoint(args.run)
+    images = _load_images(args, model)
+    data = codec.encode(model, images, progress=not args.quiet)
+    out = Path(args.output)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)  # never leave a half-written file under the final name
+    dims = images[0].numel()
+    nll = evaluate(model, images, batch_size=64)["nats_per_image"]
+    print(f"compressed {len(images)} images to {len(data)} bytes: "
+          f"{8 * len(data) / (len(images) * dims):.4f} bits/dim (model NLL {nats_to_bits_per_dim(nll, dims):.4f}, "
+          f"raw {math.log2(model.levels):.4f}) -> {out}")
+    return 0
+
+
+def cmd_decompress(args) -> int:
+    from . import codec
+    from .checkpoint import load_checkpoint
+    from .images import save_image
+
+    model = load_checkpoint(args.run)
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as e:
+        raise PixelRNNError(f"cannot read {args.file}: {e.strerror}") from None
+    images = codec.decode(model, data, progress=not args.quiet)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for k, image in enumerate(images):
+        save_image(image, model.levels, out / f"image-{k:05d}.png")
+    print(f"decompressed {len(images)} images into {out}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .benchmark import train_speed
     from .data import load_dataset
@@ -259,6 +318,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_complete)
+
+    p = sub.add_parser("compress", help="compress images losslessly with a model")
+    p.add_argument("run", help="run directory or checkpoint")
+    p.add_argument("images", nargs="*", help="PNG/JPEG files of the model's size")
+    p.add_argument("-o", "--output", required=True, help="the compressed file")
+    p.add_argument("--data", help="compress a data-set split instead of files")
+    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--limit", type=int, help="only the first N images of the split")
+    p.add_argument("--data-dir")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("decompress", help="restore the images of a compressed file as PNGs")
+    p.add_argument("run", help="the run directory or checkpoint that compressed the file")
+    p.add_argument("file")
+    p.add_argument("-o", "--output", required=True, help="directory for the PNG files")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_decompress)
 
     p = sub.add_parser("bench", help="training images/s of a model configuration")
     p.add_argument("--model", choices=model_names(), default="pixelcnn")

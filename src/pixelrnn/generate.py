@@ -96,26 +96,45 @@ def _complete_naive(model, x, known, temperature, generator, progress) -> torch.
     return x
 
 
-def _complete_fast(model, x, known, temperature, generator, progress) -> torch.Tensor:
+def walk(model, x: torch.Tensor, wants, choose, progress: bool = False, desc: str = "sampling") -> torch.Tensor:
+    """Visit every value of ``x`` in model order with the fast step-wise path, filling in chosen values.
+
+    The one loop behind fast sampling, completion and the codec. For value (c, i, j): if ``wants(c, i, j)``, the
+    logits [B, K] of that value given everything before it are computed and ``choose(c, i, j, logits)`` returns
+    the values [B] to put there (drawn, decoded, or the known ones being encoded).
+
+    Returns:
+        ``x``, filled in place.
+    """
     from .models.stepwise import STEPPERS
 
     stepper = STEPPERS[model.name](model, len(x))
     channels, height, width = model.image_shape
-    pixels = tqdm(total=height * width, desc="sampling", unit="pixel", disable=not progress, leave=False)
+    pixels = tqdm(total=height * width, desc=desc, unit="pixel", disable=not progress, leave=False)
     for i in range(height):
         for j in range(width):
             for c in range(channels):
-                todo = ~known[:, c, i, j]
+                wanted = wants(c, i, j)
                 # The last channel's pass always runs: it leaves the pixel's final activations in the caches.
-                if todo.any() or c == channels - 1:
+                if wanted or c == channels - 1:
                     logits = stepper.logits(x, i, j)[:, :, c]  # (B, K)
-                if todo.any():
-                    draw = distributions.sample(logits, temperature, generator)
-                    x[:, c, i, j] = torch.where(todo, draw, x[:, c, i, j])
+                if wanted:
+                    x[:, c, i, j] = choose(c, i, j, logits)
             pixels.update(1)
         stepper.end_row(x, i)
     pixels.close()
     return x
+
+
+def _complete_fast(model, x, known, temperature, generator, progress) -> torch.Tensor:
+    def wants(c, i, j):
+        return not known[:, c, i, j].all()
+
+    def choose(c, i, j, logits):
+        draw = distributions.sample(logits, temperature, generator)
+        return torch.where(known[:, c, i, j], x[:, c, i, j], draw)
+
+    return walk(model, x, wants, choose, progress)
 
 
 @torch.no_grad()

@@ -59,3 +59,43 @@ def completion_panel(originals: torch.Tensor, known: torch.Tensor, completions: 
     occluded = torch.where(known.expand_as(originals), originals, torch.full_like(originals, (levels - 1) // 2))
     rows = torch.cat([occluded[:, None], completions, originals[:, None]], dim=1)  # (N, k + 2, C, H, W)
     return save_grid(rows.flatten(0, 1), levels, path, columns=k + 2)
+
+
+def read_image(path: str | Path, image_shape: tuple[int, int, int], levels: int) -> torch.Tensor:
+    """Read a PNG/JPEG as int64 [C, H, W] values in [0, levels), checking it against a model's image shape.
+
+    8-bit values map to K levels as :func:`to_uint8` wrote them (v -> round(v * (K - 1) / 255)); values that do not
+    lie on one of the K levels are an error, since a lossless codec must not round them silently.
+    """
+    from PIL import UnidentifiedImageError
+
+    from .errors import PixelRNNError
+
+    c, h, w = image_shape
+    try:
+        with Image.open(path) as picture:
+            mode = picture.mode
+            if mode in ("L", "1", "P", "I;16") and c == 1:
+                picture = picture.convert("L")
+            elif mode in ("RGB", "RGBA", "P") and c == 3:
+                picture = picture.convert("RGB")
+            else:
+                raise PixelRNNError(f"{path} is a {mode} image, but the model codes images with {c} channel(s)")
+            pixels = np.asarray(picture).copy()
+    except (OSError, UnidentifiedImageError) as e:
+        raise PixelRNNError(f"{path} is not a readable image ({e})") from None
+    if pixels.shape[:2] != (h, w):
+        raise PixelRNNError(f"{path} is {pixels.shape[1]}x{pixels.shape[0]}, but the model codes {w}x{h} images")
+    values = torch.from_numpy(pixels.reshape(h, w, c)).permute(2, 0, 1).long()
+    if levels == 256:
+        return values
+    scaled = torch.round(values.double() * (levels - 1) / 255).long()
+    if not np.array_equal(to_uint8(scaled[None], levels)[0], pixels.reshape(h, w, c)):
+        raise PixelRNNError(f"{path} has 8-bit values that are not on the model's {levels} levels")
+    return scaled
+
+
+def save_image(x: torch.Tensor, levels: int, path: str | Path) -> None:
+    """Write one image [C, H, W] of values in [0, levels) as a PNG (lossless)."""
+    pixels = to_uint8(x[None], levels)[0]
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
