@@ -351,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .allocator import tune
+
+    tune()  # fewer page faults in training and sampling; see allocator.py
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
