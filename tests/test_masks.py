@@ -42,3 +42,18 @@ def test_masked_conv_follows_dtype():
     conv = MaskedConv2d(1, 2, 3, "B", 1).double()
     assert conv.mask.dtype == torch.float64
     assert conv(torch.randn(1, 1, 4, 4, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_cropped_kernel_equals_the_full_masked_convolution():
+    """The forward pass skips the taps the mask always zeroes; it must equal the plain masked convolution."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    for kernel, mask_type in [(7, "A"), (3, "B"), ((1, 3), "B"), ((1, 5), "A"), (1, "B"), ((3, 1), "B"), (3, None)]:
+        conv = MaskedConv2d(6, 9, kernel, mask_type, 3).double()
+        x = torch.randn(2, 6, 5, 4, dtype=torch.float64, requires_grad=True)
+        reference = F.conv2d(x, conv.masked_weight(), conv.bias, padding=conv.padding)
+        assert torch.allclose(conv(x), reference, atol=1e-12), (kernel, mask_type)
+        grads = torch.autograd.grad(conv(x).sum(), [x, conv.weight])
+        grads_ref = torch.autograd.grad(reference.sum(), [x, conv.weight])
+        assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads, grads_ref))

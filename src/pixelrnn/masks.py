@@ -127,7 +127,17 @@ class MaskedConv2d(nn.Conv2d):
         return self.weight * self.mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.masked_weight(), self.bias, padding=self.padding)
+        # Only the taps the mask can keep are computed: the rows below the centre are always zero, and in a
+        # one-row kernel so are the columns right of the centre. Padding the input on the top and the sides
+        # instead of around it gives the same "same" convolution with up to half the arithmetic.
+        kh, kw = self.kernel_size
+        rows = kh // 2 + 1
+        cols = kw // 2 + 1 if kh == 1 and self.mask_type is not None else kw
+        if self.mask_type is None or (rows, cols) == (kh, kw):
+            return F.conv2d(x, self.masked_weight(), self.bias, padding=self.padding)
+        weight = (self.weight * self.mask)[:, :, :rows, :cols]
+        x = F.pad(x, (kw // 2, cols - 1 - kw // 2, kh // 2, 0))
+        return F.conv2d(x, weight, self.bias)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", mask_type={self.mask_type}"
