@@ -15,10 +15,22 @@ TINY = {
 }
 
 
+def multiscale_small(image_shape):
+    """The side of the small image for a tiny multi-scale model: subsample by the smallest common factor."""
+    _, h, w = image_shape
+    factor = next((f for f in range(2, min(h, w) + 1) if h % f == 0 and w % f == 0), None)
+    if factor is None:
+        pytest.skip(f"a multi-scale model needs a common factor of {h} and {w}")
+    return h // factor
+
+
 def tiny_model(name, image_shape, levels, dtype=torch.float64, seed=0, scale=1.0, **overrides):
     """A tiny model of family ``name`` with random weights, optionally scaled up so its softmaxes are peaky."""
     torch.manual_seed(seed)
-    model = pixelrnn.build_model(name, image_shape, levels, **{**TINY.get(name, {}), **overrides})
+    options = dict(TINY.get(name, {}))
+    if name == "multiscale":
+        options.update(small=multiscale_small(image_shape), upsample_channels=4)
+    model = pixelrnn.build_model(name, image_shape, levels, **{**options, **overrides})
     if scale != 1.0:
         with torch.no_grad():
             for p in model.parameters():

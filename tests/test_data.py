@@ -13,7 +13,6 @@ import pickletools
 import shlex
 import struct
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -535,10 +534,7 @@ def test_folder_problems_are_data_errors(tmp_path):
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
                     reason="dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist(tmp_path):
-    start = time.perf_counter()
     train = load_dataset("fashion-mnist", "train", data_dir=tmp_path, download=False)
-    elapsed = time.perf_counter() - start
     assert len(train) == 55000 and train.image_shape == (1, 28, 28) and train.labels.bincount().min() > 5000
-    assert elapsed < 10  # about 0.4 s here; a generous bound against an accidentally slow parser
     assert len(load_dataset("fashion-mnist", "valid", data_dir=tmp_path, download=False)) == 5000
     assert len(load_dataset("fashion-mnist", "test", data_dir=tmp_path, download=False)) == 10000

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import pixelrnn
-from pixelrnn.generate import model_order
 from conftest import tiny_model
 
 CAUSALITY_SHAPES = [(1, 4, 4), (3, 3, 3), (1, 5, 3), (3, 2, 4)]
@@ -29,7 +28,7 @@ def test_causality(model_name, image_shape, dtype):
     model = tiny_model(model_name, image_shape, levels, dtype=dtype, scale=2.0)
     gen = torch.Generator().manual_seed(1)
     x = torch.randint(0, levels, (2, *image_shape), generator=gen)
-    order = list(model_order(image_shape))
+    order = model.order()
     with torch.no_grad():
         base = model(x)
         for t, (c, i, j) in enumerate(order):

@@ -66,6 +66,13 @@ def cmd_train(args) -> int:
         values.pop("steps", None)
     values.update(given)
     options = _model_options(args)
+    if getattr(args, "class_conditional", False):
+        from .data import dataset_info
+
+        classes = dataset_info(values.get("data", "digits"))["num_classes"]
+        if not classes:
+            raise ConfigError(f"{values.get('data')} has no class labels to condition on")
+        options["num_classes"] = classes
     if options:
         values["model_options"] = {**values.get("model_options", {}), **options}
     config = TrainConfig.from_dict(values)
@@ -106,7 +113,9 @@ def cmd_evaluate(args) -> int:
     if tuple(data.image_shape) != model.image_shape or data.levels != model.levels:
         raise PixelRNNError(f"{name} has images {data.image_shape} with {data.levels} levels, but the model was "
                             f"trained on {model.image_shape} with {model.levels} levels; pick the matching --data")
-    result = evaluate(model, images, batch_size=args.batch_size, precision=args.precision, progress=not args.quiet)
+    labels = None if data.labels is None else data.labels[:len(images)]
+    result = evaluate(model, images, labels, batch_size=args.batch_size, precision=args.precision,
+                      progress=not args.quiet)
     result.update(data=name, split=args.split, model=model.config)
     print(f"{'data':<14}{'split':<8}{'images':>8}{'bits/dim':>11}{'nats/image':>13}")
     print(f"{name:<14}{args.split:<8}{result['images']:>8}{result['bits_per_dim']:>11.4f}{result['nats_per_image']:>13.2f}")
@@ -123,8 +132,22 @@ def cmd_sample(args) -> int:
 
     model = load_checkpoint(args.run)
     generator = torch.Generator().manual_seed(args.seed)
+    classes = model.cfg.num_classes
+    if args.class_label is not None and not classes:
+        raise ConfigError("this model is not class-conditional; train it with --class-conditional to use --class")
+    if args.class_label is not None and not 0 <= args.class_label < classes:
+        raise ConfigError(f"--class must be in 0..{classes - 1}")
+    if args.per_class:
+        if not classes:
+            raise ConfigError("--per-class needs a class-conditional model")
+        y = torch.arange(classes).repeat_interleave(args.n)  # one row of n images per class
+        x = model.sample(len(y), temperature=args.temperature, generator=generator, method=args.method,
+                         progress=not args.quiet, y=y)
+        path = save_grid(x, model.levels, args.output, columns=args.n)
+        print(f"wrote {args.n} samples of each of {classes} classes (one row per class) to {path}")
+        return 0
     x = model.sample(args.n, temperature=args.temperature, generator=generator, method=args.method,
-                     progress=not args.quiet)
+                     progress=not args.quiet, y=args.class_label)
     path = save_grid(x, model.levels, args.output)
     print(f"wrote {args.n} samples to {path}")
     return 0
@@ -150,8 +173,11 @@ def cmd_complete(args) -> int:
     # Every original is completed k times in one batch: rows of the batch are (image, completion).
     batch = originals.repeat_interleave(args.samples, dim=0)
     generator = torch.Generator().manual_seed(args.seed)
+    y = None
+    if model.cfg.num_classes and data.labels is not None:  # complete each image as its own class
+        y = data.labels[args.first:args.first + args.n].repeat_interleave(args.samples)
     completions = model.complete(batch, known, temperature=args.temperature, generator=generator,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, y=y)
     path = completion_panel(originals, known, completions.view(len(originals), args.samples, *model.image_shape),
                             model.levels, args.output)
     print(f"wrote {len(originals)} x {args.samples} completions to {path}")
@@ -271,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, metavar="MINUTES", help="stop (with a checkpoint) after this long")
     p.add_argument("--image-size", type=int, help="resize folder:PATH images to this size")
     p.add_argument("--data-dir", help="where data sets live (default $PIXELRNN_DATA_DIR or ~/.cache/pixelrnn/data)")
+    p.add_argument("--class-conditional", action="store_true",
+                   help="condition on the data set's class labels (a learned bias per class in every layer)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -293,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="samples.png")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--class", dest="class_label", type=int, help="the class to draw (class-conditional models)")
+    p.add_argument("--per-class", action="store_true", help="a grid with one row of -n samples per class")
     p.add_argument("--method", default="fast", choices=("fast", "naive"),
                    help="fast: each layer at the new pixel only; naive: a full forward pass per value")
     p.add_argument("--quiet", action="store_true")

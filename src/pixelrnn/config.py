@@ -100,6 +100,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fashion-diagonal-bilstm": dict(model="diagonal_bilstm", model_options=dict(layers=7, hidden=64, head=64),
                                     data="fashion-mnist", epochs=1, batch_size=16, precision="bf16",
                                     eval_every=2000),
+    # Multi-Scale PixelRNN (section 3.5) on CPU: a 14 x 14 image, then the rest of 28 x 28 given it.
+    "fashion-multiscale": dict(model="multiscale", model_options=dict(base="pixelcnn", small=14, layers=7, hidden=64,
+                                                                      head=64),
+                               data="fashion-mnist", epochs=5, batch_size=16, precision="bf16", eval_every=2000),
+    # Class-conditional PixelCNN on CPU: a learned per-class bias in every layer.
+    "fashion-pixelcnn-classes": dict(model="pixelcnn", model_options=dict(layers=7, hidden=64, head=64,
+                                                                          num_classes=10),
+                                     data="fashion-mnist", epochs=5, batch_size=16, precision="bf16",
+                                     eval_every=2000),
+    "imagenet64-multiscale": dict(model="multiscale", model_options=dict(base="row_lstm", small=32, layers=4,
+                                                                         hidden=512, head=1024, residual=False),
+                                  data="imagenet64", epochs=10, batch_size=32, eval_every=10000),
     # The paper's configurations (section 5, tables 2-4). Output heads: 32 maps for MNIST, 1024 for CIFAR-10
     # and ImageNet (the paper's figure is not certain). The paper trains "until convergence"; the epoch
     # counts here are a starting point.

@@ -36,7 +36,7 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
     Args:
         model: any registered model.
         images: uint8 or int64 [N, C, H, W]; every image is scored, the last partial batch included.
-        labels: unused by unconditional models; passed through for class-conditional ones.
+        labels: class labels [N] for class-conditional models (log p(x | y)); ignored by unconditional ones.
         batch_size: images per forward pass (affects speed only).
         precision: "fp32" or "bf16" (autocast; the log-probabilities are summed in float64 either way).
         progress: show a progress bar with the running bits/dim.
@@ -52,8 +52,11 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
     try:
         for first in batches:
             x = images[first:first + batch_size].to(device=model.device, dtype=torch.long)
+            y = None
+            if labels is not None and model.cfg.num_classes:
+                y = labels[first:first + batch_size].to(model.device)
             with autocast(precision, model.device):
-                logp = model.log_prob(x)
+                logp = model.log_prob(x, y)
             total -= logp.double().sum().item()
             count += len(x)
             batches.set_postfix(bpd=f"{nats_to_bits_per_dim(total / count, dims):.4f}")

@@ -31,17 +31,19 @@ METHODS = ("fast", "naive")
 
 
 def sample(model, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
-           method: str = "fast", progress: bool = False) -> torch.Tensor:
-    """Draw ``n`` images from ``model``: int64 [n, C, H, W]."""
+           method: str = "fast", progress: bool = False, y: torch.Tensor | int | None = None) -> torch.Tensor:
+    """Draw ``n`` images from ``model``: int64 [n, C, H, W] (of class ``y``, for class-conditional models)."""
     if n < 1:
         raise PixelRNNError(f"the number of images must be at least 1, not {n}")
     x = torch.zeros((n, *model.image_shape), dtype=torch.long, device=model.device)
     known = torch.zeros_like(x, dtype=torch.bool)
-    return complete(model, x, known, temperature=temperature, generator=generator, method=method, progress=progress)
+    return complete(model, x, known, temperature=temperature, generator=generator, method=method, progress=progress,
+                    y=y)
 
 
 def complete(model, x: torch.Tensor, known: torch.Tensor, temperature: float = 1.0,
-             generator: torch.Generator | None = None, method: str = "fast", progress: bool = False) -> torch.Tensor:
+             generator: torch.Generator | None = None, method: str = "fast", progress: bool = False,
+             y: torch.Tensor | int | None = None) -> torch.Tensor:
     """Keep ``x`` where ``known`` is True and draw every other value in model order.
 
     Args:
@@ -52,6 +54,7 @@ def complete(model, x: torch.Tensor, known: torch.Tensor, temperature: float = 1
         generator: optional torch.Generator for reproducible draws.
         method: "fast" (step-wise, from cached activations) or "naive" (one full forward pass per value).
         progress: show a progress bar.
+        y: class labels [B] (or one label for all) for class-conditional models.
 
     Returns:
         int64 [B, C, H, W].
@@ -65,50 +68,48 @@ def complete(model, x: torch.Tensor, known: torch.Tensor, temperature: float = 1
     except RuntimeError:
         raise PixelRNNError(f"the known-mask of shape {tuple(known.shape)} does not broadcast to {tuple(x.shape)}")
     x[~known] = 0  # unknown values must not leak into anything, even by accident
+    if y is not None:
+        y = torch.as_tensor(y, device=x.device).long().reshape(-1).expand(len(x))
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             run = _complete_fast if method == "fast" else _complete_naive
-            return run(model, x, known, temperature, generator, progress)
+            return run(model, x, known, temperature, generator, progress, y)
     finally:
         model.train(was_training)
 
 
-def model_order(image_shape: tuple[int, int, int]):
-    """(channel, row, column) of every value in the order the model generates them."""
-    c, h, w = image_shape
-    for i in range(h):
-        for j in range(w):
-            for k in range(c):
-                yield k, i, j
-
-
-def _complete_naive(model, x, known, temperature, generator, progress) -> torch.Tensor:
-    order = list(model_order(model.image_shape))
-    for c, i, j in tqdm(order, desc="sampling", unit="value", disable=not progress, leave=False):
+def _complete_naive(model, x, known, temperature, generator, progress, y) -> torch.Tensor:
+    for c, i, j in tqdm(model.order(), desc="sampling", unit="value", disable=not progress, leave=False):
         todo = ~known[:, c, i, j]
         if not todo.any():
             continue
-        logits = model(x)[:, :, c, i, j]  # (B, K)
+        logits = model(x, y)[:, :, c, i, j]  # (B, K)
         draw = distributions.sample(logits, temperature, generator)
         x[:, c, i, j] = torch.where(todo, draw, x[:, c, i, j])
     return x
 
 
-def walk(model, x: torch.Tensor, wants, choose, progress: bool = False, desc: str = "sampling") -> torch.Tensor:
+def walk(model, x: torch.Tensor, wants, choose, progress: bool = False, desc: str = "sampling",
+         y: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
     """Visit every value of ``x`` in model order with the fast step-wise path, filling in chosen values.
 
     The one loop behind fast sampling, completion and the codec. For value (c, i, j): if ``wants(c, i, j)``, the
     logits [B, K] of that value given everything before it are computed and ``choose(c, i, j, logits)`` returns
     the values [B] to put there (drawn, decoded, or the known ones being encoded).
 
+    ``y`` and ``context`` condition the model. A model that generates in another order than raster (the multi-scale
+    model) provides its own ``walk``.
+
     Returns:
         ``x``, filled in place.
     """
     from .models.stepwise import STEPPERS
 
-    stepper = STEPPERS[model.name](model, len(x))
+    if hasattr(model, "walk"):
+        return model.walk(x, wants, choose, progress=progress, desc=desc, y=y)
+    stepper = STEPPERS[model.name](model, len(x), y=y, context=context)
     channels, height, width = model.image_shape
     pixels = tqdm(total=height * width, desc=desc, unit="pixel", disable=not progress, leave=False)
     for i in range(height):
@@ -126,7 +127,7 @@ def walk(model, x: torch.Tensor, wants, choose, progress: bool = False, desc: st
     return x
 
 
-def _complete_fast(model, x, known, temperature, generator, progress) -> torch.Tensor:
+def _complete_fast(model, x, known, temperature, generator, progress, y) -> torch.Tensor:
     def wants(c, i, j):
         return not known[:, c, i, j].all()
 
@@ -134,25 +135,23 @@ def _complete_fast(model, x, known, temperature, generator, progress) -> torch.T
         draw = distributions.sample(logits, temperature, generator)
         return torch.where(known[:, c, i, j], x[:, c, i, j], draw)
 
-    return walk(model, x, wants, choose, progress)
+    return walk(model, x, wants, choose, progress, y=y)
 
 
 @torch.no_grad()
-def stepwise_logits(model, x: torch.Tensor) -> torch.Tensor:
-    """The logits [B, K, C, H, W] of ``x`` computed by the fast step-wise path, pixel by pixel.
+def stepwise_logits(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """The logits [B, K, C, H, W] of ``x`` computed by the fast step-wise path, value by value.
 
-    Equal to ``model(x)`` to float tolerance; the tests use it to check every model's stepper.
+    Equal to ``model(x, y)`` to float tolerance; the tests use it to check every model's stepper.
     """
-    from .models.stepwise import STEPPERS
-
     model.check_images(x)
-    stepper = STEPPERS[model.name](model, len(x))
-    channels, height, width = model.image_shape
-    out = x.new_empty(len(x), model.levels, channels, height, width, dtype=model.dtype)
-    for i in range(height):
-        for j in range(width):
-            out[:, :, :, i, j] = stepper.logits(x, i, j)
-        stepper.end_row(x, i)
+    out = x.new_empty(len(x), model.levels, *model.image_shape, dtype=model.dtype)
+
+    def record(c, i, j, logits):
+        out[:, :, c, i, j] = logits
+        return x[:, c, i, j]
+
+    walk(model, x.clone(), lambda c, i, j: True, record, y=y)
     return out
 
 

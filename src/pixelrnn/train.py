@@ -134,6 +134,10 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
 
     torch.manual_seed(config.seed)
     model = build_model(config.model, train_data.image_shape, train_data.levels, **config.model_options)
+    conditional = bool(model.cfg.num_classes)
+    if conditional and (train_data.labels is None or train_data.num_classes != model.cfg.num_classes):
+        raise ConfigError(f"a class-conditional model of {model.cfg.num_classes} classes needs labels of as many "
+                          f"classes; {config.data} has {train_data.num_classes or 'no'} classes")
     optimizer = make_optimizer(config, model.parameters())
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps))
     step = 0
@@ -154,7 +158,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
 
     def validate(limit: int | None) -> dict:
         images = valid_data.images if limit is None else valid_data.images[:limit]
-        result = evaluate(model, images, batch_size=config.eval_batch_size, precision=config.precision)
+        labels = valid_data.labels if limit is None or valid_data.labels is None else valid_data.labels[:limit]
+        result = evaluate(model, images, labels, batch_size=config.eval_batch_size, precision=config.precision)
         log.write(step=step, split="valid", bits_per_dim=result["bits_per_dim"], images_per_s="", lr="",
                   seconds=round(time.perf_counter() - start, 2))
         return result
@@ -167,9 +172,11 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     try:
         window_start, window_images = time.perf_counter(), 0
         while step < total_steps:
-            x = train_data.images[batch_indices(step, len(train_data), config.batch_size, config.seed)].long()
+            index = batch_indices(step, len(train_data), config.batch_size, config.seed)
+            x = train_data.images[index].long()
+            y = train_data.labels[index] if conditional else None
             with autocast(config.precision):
-                logits = model(x)
+                logits = model(x, y)
             loss = bits_per_dim(logits.float(), x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import ConfigError
 from .base import AutoregressiveModel, ModelConfig
 from .diagonal_bilstm import DiagonalBiLSTM
+from .multiscale import MultiScale
 from .pixelcnn import PixelCNN
 from .row_lstm import RowLSTM
 
@@ -27,6 +28,7 @@ def register(model_class: type[AutoregressiveModel]) -> type[AutoregressiveModel
 register(PixelCNN)
 register(RowLSTM)
 register(DiagonalBiLSTM)
+register(MultiScale)
 
 
 def model_names() -> tuple[str, ...]:

@@ -27,6 +27,8 @@ class ModelConfig:
     image_shape: tuple[int, int, int]
     levels: int
     grouping: str = "contiguous"  # how features map to R, G, B groups; the paper does not say (masks.py)
+    num_classes: int | None = None  # class-conditional: a learned per-class bias in every layer
+    context_channels: int | None = None  # conditioned on a (B, c, H, W) map, e.g. the multi-scale model's
 
     def __post_init__(self):
         shape = tuple(int(s) for s in self.image_shape)
@@ -39,6 +41,10 @@ class ModelConfig:
             raise ConfigError(f"levels must be at least 2, not {self.levels}")
         if self.grouping not in GROUPINGS:
             raise ConfigError(f"grouping must be one of {', '.join(GROUPINGS)}, not {self.grouping!r}")
+        for name in ("num_classes", "context_channels"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer or None, not {value!r}")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.type in ("int", int) and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -81,6 +87,41 @@ class AutoregressiveModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def make_conditioning(self, widths: list[int]) -> None:
+        """Create the conditioning biases of a model whose conditioned layers have these input-to-state widths.
+
+        Class conditioning adds a learned vector per class to every layer's input-to-state map (zero at first, so
+        training starts from the unconditional model); a context map (B, c, H, W) reaches every layer through its
+        own unmasked 1 x 1 convolution. Neither sees any pixel of the image being modelled, so both keep the model
+        causal and normalised for each condition.
+        """
+        if self.cfg.num_classes:
+            self.class_bias = nn.ModuleList(nn.Embedding(self.cfg.num_classes, w) for w in widths)
+            for embedding in self.class_bias:
+                nn.init.zeros_(embedding.weight)
+        if self.cfg.context_channels:
+            self.context_bias = nn.ModuleList(nn.Conv2d(self.cfg.context_channels, w, 1) for w in widths)
+
+    def layer_biases(self, y: torch.Tensor | None, context: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """Per conditioned layer, the bias (B, width, H or 1, W or 1) to add to its input-to-state map, or None."""
+        if y is not None and not self.cfg.num_classes:
+            raise PixelRNNError("this model is not class-conditional; build it with num_classes=N to pass labels")
+        if context is not None and not self.cfg.context_channels:
+            raise PixelRNNError("this model takes no context map")
+        if y is not None:
+            y = torch.as_tensor(y, device=self.device).long().reshape(-1)
+            if y.min() < 0 or y.max() >= self.cfg.num_classes:
+                raise PixelRNNError(f"class labels must lie in [0, {self.cfg.num_classes}), not {y.tolist()[:8]}")
+        count = len(self.class_bias) if self.cfg.num_classes else len(getattr(self, "context_bias", []))
+        biases: list[torch.Tensor | None] = [None] * count
+        for k in range(count):
+            if y is not None:
+                biases[k] = self.class_bias[k](y)[:, :, None, None]
+            if context is not None:
+                part = self.context_bias[k](context.to(self.dtype))
+                biases[k] = part if biases[k] is None else biases[k] + part
+        return biases
+
     def check_images(self, x: torch.Tensor) -> None:
         """Raise a clear error for images that this model cannot score."""
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
@@ -95,13 +136,19 @@ class AutoregressiveModel(nn.Module):
         """Integer values in [0, K) to reals in [-1, 1], in the parameters' dtype (the paper scales and centres)."""
         return x.to(self.dtype) * (2.0 / (self.levels - 1)) - 1.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        """int64 [B, C, H, W] -> logits [B, K, C, H, W]."""
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover - abstract
+        """int64 [B, C, H, W] (and class labels [B] for class-conditional models) -> logits [B, K, C, H, W]."""
         raise NotImplementedError
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log p(x) in nats, float [B]: the sum of all C*H*W conditionals."""
-        return distributions.log_prob(self(x), x)
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact log p(x) (or log p(x | y)) in nats, float [B]: the sum of all C*H*W conditionals."""
+        return distributions.log_prob(self(x, y), x)
+
+    def order(self) -> list[tuple[int, int, int]]:
+        """(channel, row, column) of every value in the order the model generates them: raster, then R, G, B."""
+        c, h, w = self.image_shape
+        return [(k, i, j) for i in range(h) for j in range(w) for k in range(c)]
 
     @torch.no_grad()
     def sample(
@@ -111,11 +158,12 @@ class AutoregressiveModel(nn.Module):
         generator: torch.Generator | None = None,
         method: str = "fast",
         progress: bool = False,
+        y: torch.Tensor | int | None = None,
     ) -> torch.Tensor:
-        """Draw ``n`` images, int64 [n, C, H, W]."""
+        """Draw ``n`` images, int64 [n, C, H, W] (of class ``y``, for class-conditional models)."""
         from ..generate import sample
 
-        return sample(self, n, temperature=temperature, generator=generator, method=method, progress=progress)
+        return sample(self, n, temperature=temperature, generator=generator, method=method, progress=progress, y=y)
 
     @torch.no_grad()
     def complete(
@@ -126,9 +174,10 @@ class AutoregressiveModel(nn.Module):
         generator: torch.Generator | None = None,
         method: str = "fast",
         progress: bool = False,
+        y: torch.Tensor | int | None = None,
     ) -> torch.Tensor:
         """Keep ``x`` where ``known`` (bool, broadcastable to x) is True and sample the rest in model order."""
         from ..generate import complete
 
         return complete(self, x, known, temperature=temperature, generator=generator, method=method,
-                        progress=progress)
+                        progress=progress, y=y)

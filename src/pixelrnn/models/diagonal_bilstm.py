@@ -166,7 +166,7 @@ class DiagonalBiLSTMLayer(nn.Module):
         # the input-to-state conv has one, and the zero states left of the image must stay zero.
         self.state_to_state = nn.Conv1d(2 * hidden, 8 * hidden, 2, groups=2, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """The fast path: both directions' gates in one batched product, then :class:`DiagonalScan`."""
         b, _, height, width = x.shape
         hid = self.hidden
@@ -177,17 +177,23 @@ class DiagonalBiLSTMLayer(nn.Module):
         weight_in = self.input_to_state.masked_weight().view(2, 4 * hid, 2 * hid).transpose(1, 2)  # (2, 2h, 4h)
         bias_in = self.input_to_state.bias.view(2, 1, 4 * hid)
         gates_in = torch.baddbmm(bias_in, pixels, weight_in).view(2, height, width, b, 4 * hid)
+        if bias is not None:  # conditioning (class or context), laid out and mirrored like the gates
+            bias = bias.expand(b, 8 * hid, height, width).view(b, 2, 4 * hid, height, width).permute(1, 3, 4, 0, 2)
+            gates_in = gates_in + torch.cat([bias[:1], bias[1:].flip(2)])
         # Grouped conv1d weight (2*4h, h, 2) as one (2h, 4h) matrix per direction acting on [state above, state left].
         weight = self.state_to_state.weight.view(2, 4 * hid, hid, 2).permute(0, 3, 2, 1).reshape(2, 2 * hid, 4 * hid)
         states = DiagonalScan.apply(gates_in, weight)  # (2, H, W, B, h)
         combined = states[0] + shift_down(states[1].flip(1), row_dim=0)  # (H, W, B, h)
         return combined.permute(2, 3, 0, 1)  # (B, h, H, W)
 
-    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_reference(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """Section 3.2 written plainly with convolutions on (B, F, H, W) maps; the fast path is tested equal to it."""
         b, _, height, width = x.shape
         hid = self.hidden
-        forward_gates, backward_gates = self.input_to_state(x).split(4 * hid, dim=1)
+        gates = self.input_to_state(x)
+        if bias is not None:
+            gates = gates + bias
+        forward_gates, backward_gates = gates.split(4 * hid, dim=1)
         gates_in = skew(torch.cat([forward_gates, backward_gates.flip(3)], dim=1))  # (B, 8h, H, W+H-1)
         h = x.new_zeros(b, 2 * hid, height)  # (B, 2h, H): previous column's states, both directions
         c = x.new_zeros(b, 2, hid, height)

@@ -55,10 +55,13 @@ class PixelCNN(AutoregressiveModel):
         self.input = MaskedConv2d(c, 2 * cfg.hidden, cfg.first_kernel, "A", c, grouping=g)
         self.blocks = nn.ModuleList(ResidualBlock(cfg.hidden, cfg.kernel, c, g) for _ in range(cfg.layers))
         self.head = OutputHead(2 * cfg.hidden, cfg.head, c, cfg.levels, g)
+        self.make_conditioning([2 * cfg.hidden] * cfg.layers)  # a conditioning bias joins each block's input
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
         self.check_images(x)
+        biases = self.layer_biases(y, context)
         h = self.input(self.scale(x))  # (B, 2h, H, W)
-        for block in self.blocks:
-            h = block(h)
+        for block, bias in zip(self.blocks, biases or [None] * len(self.blocks)):
+            h = block(h if bias is None else h + bias)
         return self.head(h)  # (B, K, C, H, W)

@@ -50,8 +50,8 @@ def lstm_update(gates: torch.Tensor, cell: torch.Tensor, dim: int) -> tuple[torc
 class RecurrentPixelModel(AutoregressiveModel):
     """The stack of the LSTM models: mask-A input conv, LSTM layers with residual and skip paths, output head.
 
-    Subclasses provide ``make_layer()``, a module mapping the 2h input maps (B, 2h, H, W) to the layer's h states
-    (B, h, H, W).
+    Subclasses provide ``make_layer()``, a module mapping the 2h input maps (B, 2h, H, W), and an optional bias for
+    its input-to-state map, to the layer's h states (B, h, H, W).
     """
 
     Config = RecurrentConfig
@@ -65,16 +65,19 @@ class RecurrentPixelModel(AutoregressiveModel):
         if cfg.skip:
             self.skips = nn.ModuleList(MaskedConv2d(2 * h, 2 * h, 1, "B", c, grouping=g) for _ in range(cfg.layers))
         self.head = OutputHead(2 * h, cfg.head, c, cfg.levels, g)
+        self.make_conditioning([layer.input_to_state.out_channels for layer in self.lstm_layers])
 
     def make_layer(self) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
         self.check_images(x)
+        biases = self.layer_biases(y, context) or [None] * len(self.lstm_layers)
         stream = self.input(self.scale(x))  # (B, 2h, H, W)
         skip_sum = None
         for k, layer in enumerate(self.lstm_layers):
-            out = self.outputs[k](layer(stream))  # (B, 2h, H, W)
+            out = self.outputs[k](layer(stream, biases[k]))  # (B, 2h, H, W)
             stream = stream + out if self.cfg.residual else out
             if self.cfg.skip:
                 skip = self.skips[k](out)

@@ -103,18 +103,23 @@ class RowLSTMLayer(nn.Module):
         # No bias here: the input-to-state conv has one, and a second would only duplicate it.
         self.state_to_state = nn.Conv1d(hidden, 4 * hidden, kernel, padding=kernel // 2, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """The fast path: the input-to-state convolution for the whole map, then :class:`RowScan`."""
         hid, k = self.hidden, self.state_to_state.kernel_size[0]
-        gates_in = self.input_to_state(x).permute(2, 0, 3, 1)  # (H, B, W, 4h)
+        gates_in = self.input_to_state(x)  # (B, 4h, H, W)
+        if bias is not None:  # conditioning (class or context), broadcast over the map
+            gates_in = gates_in + bias
+        gates_in = gates_in.permute(2, 0, 3, 1)  # (H, B, W, 4h)
         # conv1d weight (4h, h, k) as a matrix acting on each pixel's k neighbours [h(j-k//2) .. h(j+k//2)].
         weight = self.state_to_state.weight.permute(1, 2, 0).reshape(hid * k, 4 * hid)  # (h*k, 4h)
         return RowScan.apply(gates_in.contiguous(), weight, k).permute(1, 3, 0, 2)  # (B, h, H, W)
 
-    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_reference(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """Equation 3 written plainly with convolutions; the fast path is tested equal to it."""
         b, _, height, width = x.shape
         gates_in = self.input_to_state(x)  # (B, 4h, H, W)
+        if bias is not None:
+            gates_in = gates_in + bias
         h = x.new_zeros(b, self.hidden, width)  # (B, h, W)
         c = x.new_zeros(b, self.hidden, width)
         states = []

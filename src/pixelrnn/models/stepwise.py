@@ -69,11 +69,24 @@ def linear_of(conv: MaskedConv2d) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 class Stepper:
-    """The interface every model's stepper has; generation calls these in model order."""
+    """The interface every model's stepper has; generation calls these in model order.
 
-    def __init__(self, model, batch: int):
+    ``y`` (class labels) and ``context`` (a map) condition the model as in its full pass: their per-layer biases
+    are computed once, for the whole map, and read at each pixel.
+    """
+
+    def __init__(self, model, batch: int, y: torch.Tensor | None = None, context: torch.Tensor | None = None):
         self.model, self.batch = model, batch
         self.channels, self.height, self.width = model.image_shape
+        biases = model.layer_biases(y, context)
+        self.biases = [None if b is None else b.expand(batch, -1, self.height, self.width) for b in biases] or None
+
+    def bias(self, layer: int, i: int, j: int | slice) -> torch.Tensor | None:
+        """The conditioning bias of a layer at pixel (i, j): (B, width), or (B, width, W) for a whole row."""
+        if self.biases is None or self.biases[layer] is None:
+            return None
+        b = self.biases[layer][:, :, i, j]
+        return b if isinstance(j, int) else b.transpose(1, 2)
 
     def logits(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         """(B, K, C): the logits of pixel (i, j) given ``x`` before it (and its own channels before each one)."""
@@ -99,8 +112,8 @@ class HeadAt:
 
 
 class PixelCNNStepper(Stepper):
-    def __init__(self, model, batch: int):
-        super().__init__(model, batch)
+    def __init__(self, model, batch: int, **conditions):
+        super().__init__(model, batch, **conditions)
         like = next(model.parameters())
         self.input = ConvAt(model.input)
         self.blocks = []
@@ -112,7 +125,10 @@ class PixelCNNStepper(Stepper):
 
     def logits(self, x, i, j):
         h = self.input.on_image(x, i, j, self.model.scale)  # (B, 2h)
-        for reduce, conv, cache, expand in self.blocks:
+        for n, (reduce, conv, cache, expand) in enumerate(self.blocks):
+            bias = self.bias(n, i, j)
+            if bias is not None:
+                h = h + bias
             conv.store(cache, i, j, torch.relu(F.linear(torch.relu(h), *reduce)))
             h = h + F.linear(torch.relu(conv(cache, i, j)), *expand)
         return self.head(h)
@@ -121,8 +137,8 @@ class PixelCNNStepper(Stepper):
 class RecurrentStepper(Stepper):
     """The stack around the LSTM layers (mask-A input, residual and skip paths, head); subclasses step a layer."""
 
-    def __init__(self, model, batch: int):
-        super().__init__(model, batch)
+    def __init__(self, model, batch: int, **conditions):
+        super().__init__(model, batch, **conditions)
         self.like = next(model.parameters())
         self.input = ConvAt(model.input)
         self.outputs = [linear_of(conv) for conv in model.outputs]
@@ -154,8 +170,8 @@ def lstm_cell(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 class RowLSTMStepper(RecurrentStepper):
-    def __init__(self, model, batch: int):
-        super().__init__(model, batch)
+    def __init__(self, model, batch: int, **conditions):
+        super().__init__(model, batch, **conditions)
         self.layers = []
         for layer in model.lstm_layers:
             conv = ConvAt(layer.input_to_state)  # 1 x k, mask B: reads (i, j - k//2 .. j) of its input
@@ -172,6 +188,9 @@ class RowLSTMStepper(RecurrentStepper):
         conv.store(stream_cache, i, j, stream)
         above = states[:, i, j:j + k].reshape(self.batch, -1)  # h of row i - 1, columns j - k//2 .. j + k//2
         gates = conv(stream_cache, i, j) + F.linear(above, weight)  # (B, 4h)
+        bias = self.bias(n, i, j)
+        if bias is not None:
+            gates = gates + bias
         h, c = lstm_cell(gates, cells[:, i, j])
         states[:, i + 1, j + k // 2] = h
         cells[:, i + 1, j] = c
@@ -179,8 +198,8 @@ class RowLSTMStepper(RecurrentStepper):
 
 
 class DiagonalBiLSTMStepper(RecurrentStepper):
-    def __init__(self, model, batch: int):
-        super().__init__(model, batch)
+    def __init__(self, model, batch: int, **conditions):
+        super().__init__(model, batch, **conditions)
         self.layers = []
         for layer in model.lstm_layers:
             hid = layer.hidden
@@ -202,6 +221,9 @@ class DiagonalBiLSTMStepper(RecurrentStepper):
         hid, weight_in, bias_in, ss, caches = self.layers[n]
         caches["stream"][:, i, j] = stream
         gates = F.linear(stream, weight_in[:4 * hid], bias_in[:4 * hid])  # left-to-right only
+        bias = self.bias(n, i, j)
+        if bias is not None:
+            gates = gates + bias[:, :4 * hid]
         beside = torch.cat([caches["ltr_h"][:, i, j + 1], caches["ltr_h"][:, i + 1, j]], dim=1)  # [above, left]
         h, c = lstm_cell(gates + F.linear(beside, ss[0]), caches["ltr_c"][:, i, j])
         caches["ltr_h"][:, i + 1, j + 1] = h
@@ -211,8 +233,11 @@ class DiagonalBiLSTMStepper(RecurrentStepper):
 
     def end_row(self, x, i):
         """Row i is complete: run the right-to-left direction along it, for every layer."""
-        for hid, weight_in, bias_in, ss, caches in self.layers:
+        for n, (hid, weight_in, bias_in, ss, caches) in enumerate(self.layers):
             gates_row = F.linear(caches["stream"][:, i], weight_in[4 * hid:], bias_in[4 * hid:])  # (B, W, 4h)
+            bias = self.bias(n, i, slice(None))
+            if bias is not None:
+                gates_row = gates_row + bias[:, :, 4 * hid:]
             h_row, c_row = caches["rtl_h"], caches["rtl_c"]
             for j in reversed(range(self.width)):
                 beside = torch.cat([h_row[:, i, j], h_row[:, i + 1, j + 1]], dim=1)  # [above, right]

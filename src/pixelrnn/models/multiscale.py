@@ -1,0 +1,114 @@
+"""Multi-Scale PixelRNN: "Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016), section 3.5.
+
+An unconditional model generates a small s x s image subsampled from the n x n image (n a multiple of s); a
+conditional model then generates the rest of the n x n image. Every layer of the conditional model gets a bias from
+the small image: a small convolutional network with a transposed convolution upsamples it to c x n x n, and an
+unmasked 1 x 1 convolution per layer maps that to the layer's input-to-state width (for a PixelCNN base, to the
+width of the block's input). The bias may see the whole small image, which is generated first.
+
+Subsampling takes the top-left pixel of every f x f block (f = n / s): x_small = x[:, :, ::f, ::f]. Those pixels
+are what the first stage generates, so the conditional model does not score them, and the likelihood stays exact:
+
+    log p(x) = log p(x_small) + log p(x without x_small | x_small)
+
+``forward`` returns the logits of the small model at the small image's pixels and those of the conditional model
+everywhere else; every likelihood, sampler and the codec then work unchanged. The generation order is the small
+image in raster order, then the other pixels in raster order (``order()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .base import AutoregressiveModel, ModelConfig
+
+BASES = ("row_lstm", "diagonal_bilstm", "pixelcnn")
+
+
+@dataclass(frozen=True)
+class MultiScaleConfig(ModelConfig):
+    small: int = 32  # s: the side (for non-square images, the height) of the small image; the paper's 64 x 64 uses 32
+    base: str = "row_lstm"  # the family of both stages
+    layers: int = 12
+    hidden: int = 128
+    head: int = 1024
+    residual: bool = True  # recurrent bases only
+    skip: bool = True  # recurrent bases only
+    upsample_channels: int = 32  # c: channels of the upsampled small image
+
+    def __post_init__(self):
+        super().__post_init__()
+        _, h, w = self.image_shape
+        if self.base not in BASES:
+            raise ConfigError(f"base must be one of {', '.join(BASES)}, not {self.base!r}")
+        if h % self.small or w % (h // self.small):
+            raise ConfigError(f"small={self.small} must divide the image's height {h}, and the factor "
+                              f"{h // self.small if h % self.small == 0 else '?'} its width {w}")
+        if self.small == h:
+            raise ConfigError(f"small={self.small} is the whole image; pick a divisor of {h} below it")
+
+
+class MultiScale(AutoregressiveModel):
+    name = "multiscale"
+    Config = MultiScaleConfig
+
+    def __init__(self, cfg: MultiScaleConfig):
+        super().__init__(cfg)
+        from . import build_model  # the registry imports this module
+
+        channels, height, width = cfg.image_shape
+        self.factor = height // cfg.small  # the same in both directions
+        options = dict(layers=cfg.layers, hidden=cfg.hidden, head=cfg.head, grouping=cfg.grouping,
+                       num_classes=cfg.num_classes)
+        if cfg.base != "pixelcnn":
+            options.update(residual=cfg.residual, skip=cfg.skip)
+        small_shape = (channels, height // self.factor, width // self.factor)
+        self.small_model = build_model(cfg.base, small_shape, cfg.levels, **options)
+        c = cfg.upsample_channels
+        self.conditional = build_model(cfg.base, cfg.image_shape, cfg.levels, context_channels=c, **options)
+        self.upsample = nn.Sequential(
+            nn.Conv2d(channels, c, 3, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(c, c, self.factor, stride=self.factor), nn.ReLU(),  # s x s -> n x n
+            nn.Conv2d(c, c, 3, padding=1),
+        )
+
+    def subsample(self, x: torch.Tensor) -> torch.Tensor:
+        """The small image: the top-left pixel of every f x f block."""
+        return x[:, :, ::self.factor, ::self.factor]
+
+    def context(self, small: torch.Tensor) -> torch.Tensor:
+        """The upsampled small image, (B, c, n, n), that biases every layer of the conditional model."""
+        return self.upsample(self.small_model.scale(small))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        if context is not None:
+            raise ConfigError("the multi-scale model makes its own context from the small image")
+        self.check_images(x)
+        small = self.subsample(x)
+        logits = self.conditional(x, y, self.context(small))  # (B, K, C, n, n)
+        # The small image's pixels are scored by the small model alone.
+        logits[:, :, :, ::self.factor, ::self.factor] = self.small_model(small, y)
+        return logits
+
+    def order(self) -> list[tuple[int, int, int]]:
+        f = self.factor
+        first = [(k, i * f, j * f) for k, i, j in self.small_model.order()]
+        rest = [(k, i, j) for k, i, j in self.conditional.order() if i % f or j % f]
+        return first + rest
+
+    def walk(self, x, wants, choose, progress=False, desc="sampling", y=None):
+        """Fast generation in two stages: the small image, then the rest given it (see ``generate.walk``)."""
+        from ..generate import walk
+
+        f = self.factor
+        small = self.subsample(x).clone()
+        walk(self.small_model, small, lambda c, i, j: wants(c, i * f, j * f),
+             lambda c, i, j, logits: choose(c, i * f, j * f, logits), progress, desc, y=y)
+        x[:, :, ::f, ::f] = small
+        return walk(self.conditional, x, lambda c, i, j: bool(i % f or j % f) and wants(c, i, j), choose,
+                    progress, desc, y=y, context=self.context(small))
