@@ -1,7 +1,8 @@
 """Sampling and image completion, written once for every model.
 
 "Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016): images are drawn one value at a time in the
-model's order (raster order over pixels, then R, G, B inside a pixel), each value from its K-way softmax given all
+model's order (raster order over pixels, then R, G, B inside a pixel; the multi-scale model first generates its
+small image), each value from its K-way softmax given all
 values before it. Completion (the paper's figure 1) is the same loop with some values already known: those are
 kept, the rest are drawn in model order.
 
@@ -19,12 +20,11 @@ conditional completions.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import distributions
-import numpy as np
-
 from .errors import PixelRNNError
 
 METHODS = ("fast", "naive")
@@ -69,7 +69,10 @@ def complete(model, x: torch.Tensor, known: torch.Tensor, temperature: float = 1
         raise PixelRNNError(f"the known-mask of shape {tuple(known.shape)} does not broadcast to {tuple(x.shape)}")
     x[~known] = 0  # unknown values must not leak into anything, even by accident
     if y is not None:
-        y = torch.as_tensor(y, device=x.device).long().reshape(-1).expand(len(x))
+        y = torch.as_tensor(y, device=x.device).long().reshape(-1)
+        if len(y) not in (1, len(x)):
+            raise PixelRNNError(f"give one class label, or one per image ({len(x)}), not {len(y)}")
+        y = y.expand(len(x))
     was_training = model.training
     model.eval()
     try:
