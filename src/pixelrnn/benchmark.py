@@ -9,7 +9,6 @@ import torch
 
 from .distributions import bits_per_dim
 from .evaluate import autocast
-from .models import build_model
 
 
 def train_speed(model, batches: list[torch.Tensor], precision: str = "fp32", warmup: int = 3, steps: int = 10) -> dict:

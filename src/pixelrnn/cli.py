@@ -97,22 +97,29 @@ def _run_data(run: str) -> dict:
     return {}
 
 
-def cmd_evaluate(args) -> int:
+def _model_and_data(args):
+    """The checkpoint's model, and the data split to use with it (by default the data it was trained on)."""
     from .checkpoint import load_checkpoint
     from .data import load_dataset
-    from .evaluate import evaluate
 
     model = load_checkpoint(args.run)
     trained = _run_data(args.run)
     name = args.data or trained.get("data")
     if name is None:
         raise ConfigError("this checkpoint does not say what data it was trained on; pass --data")
-    data = load_dataset(name, args.split, args.data_dir or trained.get("data_dir"),
-                        image_size=trained.get("image_size"))
-    images = data.images if args.limit is None else data.images[:args.limit]
+    data = load_dataset(name, args.split, args.data_dir or trained.get("data_dir"), image_size=trained.get("image_size"))
     if tuple(data.image_shape) != model.image_shape or data.levels != model.levels:
         raise PixelRNNError(f"{name} has images {data.image_shape} with {data.levels} levels, but the model was "
                             f"trained on {model.image_shape} with {model.levels} levels; pick the matching --data")
+    return model, data
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    model, data = _model_and_data(args)
+    name = data.name
+    images = data.images if args.limit is None else data.images[:args.limit]
     labels = None if data.labels is None else data.labels[:len(images)]
     result = evaluate(model, images, labels, batch_size=args.batch_size, precision=args.precision,
                       progress=not args.quiet)
@@ -154,20 +161,10 @@ def cmd_sample(args) -> int:
 
 
 def cmd_complete(args) -> int:
-    from .checkpoint import load_checkpoint
-    from .data import load_dataset
     from .generate import occlusion
     from .images import completion_panel
 
-    model = load_checkpoint(args.run)
-    trained = _run_data(args.run)
-    name = args.data or trained.get("data")
-    if name is None:
-        raise ConfigError("this checkpoint does not say what data it was trained on; pass --data")
-    data = load_dataset(name, args.split, args.data_dir or trained.get("data_dir"), image_size=trained.get("image_size"))
-    if tuple(data.image_shape) != model.image_shape or data.levels != model.levels:
-        raise PixelRNNError(f"{name} has images {data.image_shape} with {data.levels} levels, but the model was "
-                            f"trained on {model.image_shape} with {model.levels} levels; pick the matching --data")
+    model, data = _model_and_data(args)
     originals = data.images[args.first:args.first + args.n].long()
     known = occlusion(args.occlude, model.image_shape)
     # Every original is completed k times in one batch: rows of the batch are (image, completion).
@@ -184,33 +181,28 @@ def cmd_complete(args) -> int:
     return 0
 
 
-def _load_images(args, model):
-    """The images to compress: files, or a data-set split."""
+def _load_images(args):
+    """The model, and the images to compress: files, or a data-set split."""
     if args.data:
-        from .data import load_dataset
-
-        data = load_dataset(args.data, args.split, args.data_dir)
-        if tuple(data.image_shape) != model.image_shape or data.levels != model.levels:
-            raise PixelRNNError(f"{args.data} has images {data.image_shape} with {data.levels} levels, but the model "
-                                f"codes {model.image_shape} with {model.levels} levels")
-        return data.images[:args.limit].long()
-    if not args.images:
-        raise ConfigError("give image files to compress, or --data NAME")
+        model, data = _model_and_data(args)
+        return model, data.images[:args.limit].long()
+    from .checkpoint import load_checkpoint
     from .images import read_image
 
-    return torch.stack([read_image(path, model.image_shape, model.levels) for path in args.images])
+    model = load_checkpoint(args.run)
+    if not args.images:
+        raise ConfigError("give image files to compress, or --data NAME")
+    return model, torch.stack([read_image(path, model.image_shape, model.levels) for path in args.images])
 
 
 def cmd_compress(args) -> int:
     import math
 
     from . import codec
-    from .checkpoint import load_checkpoint
     from .distributions import nats_to_bits_per_dim
     from .evaluate import evaluate
 
-    model = load_checkpoint(args.run)
-    images = _load_images(args, model)
+    model, images = _load_images(args)
     data = codec.encode(model, images, progress=not args.quiet)
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
