@@ -123,3 +123,13 @@ def test_bad_occlusion(workdir, capsys):
     assert main(["train", "--preset", "tiny", "--steps", "1", "--out", "run", "--quiet"]) == 0
     assert "inside the 8x8 image" in one_line_error(capsys, ["complete", "run", "--occlude", "box:0,0,9,9"])
     assert "not a readable PNG mask" in one_line_error(capsys, ["complete", "run", "--occlude", "top-third"])
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's Python example runs as written (it saves a checkpoint in the working directory)."""
+    monkeypatch.chdir(tmp_path)
+    (example,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    namespace = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["logp"].shape == (4,) and namespace["completions"].shape == (4, 1, 28, 28)
+    assert (tmp_path / "ckpt" / "model.safetensors").is_file()
