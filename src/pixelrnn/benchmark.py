@@ -7,8 +7,10 @@ import time
 
 import torch
 
+from .config import TrainConfig
 from .distributions import bits_per_dim
 from .evaluate import autocast
+from .train import make_optimizer
 
 
 def train_speed(model, batches: list[torch.Tensor], precision: str = "fp32", warmup: int = 3, steps: int = 10) -> dict:
@@ -17,7 +19,7 @@ def train_speed(model, batches: list[torch.Tensor], precision: str = "fp32", war
     Returns:
         {"images_per_s": batch size / median step time, "step_seconds": median step time}.
     """
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(TrainConfig(lr=1e-4), model.parameters())  # the training loop's RMSProp
     model.train()
     times = []
     for k in range(warmup + steps):

@@ -14,9 +14,8 @@ from contextlib import nullcontext
 import torch
 from tqdm.auto import tqdm
 
+from .config import PRECISIONS
 from .distributions import nats_to_bits_per_dim
-
-PRECISIONS = ("fp32", "bf16")
 
 
 def autocast(precision: str, device: torch.device | str = "cpu"):

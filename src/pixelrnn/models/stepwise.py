@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..masks import MaskedConv2d
+from .recurrent import lstm_update
 
 
 class ConvAt:
@@ -161,14 +162,6 @@ class RecurrentStepper(Stepper):
         return self.head(skip_sum if self.skips is not None else stream)
 
 
-def lstm_cell(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Equation 3 for a batch of single pixels: gates (N, 4h) = [o, f, i, g], cell (N, h)."""
-    hid = cell.shape[-1]
-    sig = torch.sigmoid(gates[..., : 3 * hid])
-    cell = sig[..., hid:2 * hid] * cell + sig[..., 2 * hid:] * torch.tanh(gates[..., 3 * hid:])
-    return sig[..., :hid] * torch.tanh(cell), cell
-
-
 class RowLSTMStepper(RecurrentStepper):
     def __init__(self, model, batch: int, **conditions):
         super().__init__(model, batch, **conditions)
@@ -191,7 +184,7 @@ class RowLSTMStepper(RecurrentStepper):
         bias = self.bias(n, i, j)
         if bias is not None:
             gates = gates + bias
-        h, c = lstm_cell(gates, cells[:, i, j])
+        h, c = lstm_update(gates, cells[:, i, j], dim=-1)
         states[:, i + 1, j + k // 2] = h
         cells[:, i + 1, j] = c
         return h
@@ -225,7 +218,7 @@ class DiagonalBiLSTMStepper(RecurrentStepper):
         if bias is not None:
             gates = gates + bias[:, :4 * hid]
         beside = torch.cat([caches["ltr_h"][:, i, j + 1], caches["ltr_h"][:, i + 1, j]], dim=1)  # [above, left]
-        h, c = lstm_cell(gates + F.linear(beside, ss[0]), caches["ltr_c"][:, i, j])
+        h, c = lstm_update(gates + F.linear(beside, ss[0]), caches["ltr_c"][:, i, j], dim=-1)
         caches["ltr_h"][:, i + 1, j + 1] = h
         caches["ltr_c"][:, i, j + 1] = c
         # The right-to-left states reach row i from row i - 1 (the down-shift); row -1 is the zero row on top.
@@ -241,7 +234,7 @@ class DiagonalBiLSTMStepper(RecurrentStepper):
             h_row, c_row = caches["rtl_h"], caches["rtl_c"]
             for j in reversed(range(self.width)):
                 beside = torch.cat([h_row[:, i, j], h_row[:, i + 1, j + 1]], dim=1)  # [above, right]
-                h, c = lstm_cell(gates_row[:, j] + F.linear(beside, ss[1]), c_row[:, i, j + 1])
+                h, c = lstm_update(gates_row[:, j] + F.linear(beside, ss[1]), c_row[:, i, j + 1], dim=-1)
                 h_row[:, i + 1, j] = h
                 c_row[:, i, j] = c
 
