@@ -5,6 +5,10 @@ import torch
 
 import pixelrnn
 
+# Tiny models run tens of thousands of small products; with a second thread each one waits for the other, and
+# with anything else busy on the machine the suite slows down many times over. One thread is as fast when quiet.
+torch.set_num_threads(1)
+
 # Options that make each family tiny but keep every part of it (at least two layers, so that residual and
 # layer-to-layer paths are exercised).
 TINY = {
