@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ConfigError, PixelRNNError
+from .errors import ConfigError, PixelRNNError, write_atomic, writing
 
 
 class Parser(argparse.ArgumentParser):
@@ -204,10 +204,7 @@ def cmd_compress(args) -> int:
 
     model, images = _load_images(args)
     data = codec.encode(model, images, progress=not args.quiet)
-    out = Path(args.output)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out)  # never leave a half-written file under the final name
+    out = write_atomic(args.output, data)  # never a half-written file under the final name, nor a stray .tmp
     dims = images[0].numel()
     nll = evaluate(model, images, batch_size=64)["nats_per_image"]
     print(f"compressed {len(images)} images to {len(data)} bytes: "
@@ -228,7 +225,8 @@ def cmd_decompress(args) -> int:
         raise PixelRNNError(f"cannot read {args.file}: {e.strerror}") from None
     images = codec.decode(model, data, progress=not args.quiet)
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
     for k, image in enumerate(images):
         save_image(image, model.levels, out / f"image-{k:05d}.png")
     print(f"decompressed {len(images)} images into {out}")

@@ -11,35 +11,61 @@ own dtype, with one thread, on batches of the same size: on the same machine and
 A file decoded elsewhere with other floating-point behaviour could differ; the checksum of the decoded images
 catches that, so a wrong image is never returned in silence.
 
-File layout (little-endian)::
+File layout (format version 2; a varint is unsigned LEB128, 7 bits a byte, low bits first)::
 
-    b"PRNN"  u16 version  u32 header length  header (JSON)  payload (u32 words)  sha256 of all the above (32 bytes)
+    b"PRNN"  version (varint)
+    count  channels  height  width  levels  batch  payload words     (seven varints)
+    model fingerprint (8 bytes)  checksum of the decoded images (8 bytes)
+    payload (u32 words, little-endian)
+    checksum of everything above (8 bytes)
 
-The header holds the model's fingerprint (a hash of its config and weights), the image count, shape and levels,
-the batch size, the payload length, and a sha256 of the images.
+For one 8x8 image of 17 levels the fixed overhead is 36 bytes. Both checksums are BLAKE2b cut to 8 bytes: plenty to
+catch accidents. They stop no one who edits a file on purpose, so the reader also validates every header field
+(its range, and its consistency with the others and with the file's length) before it allocates anything. Its one
+bound that a valid model could meet in honest use, a file coding more than 64x below the raw size of its values, is
+kept by the encoder, which pads such a payload with unread words (at most 1/64 of the raw size).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import struct
+import math
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from .errors import PixelRNNError
+from .errors import CodecError, ImageError, PixelRNNError  # noqa: F401  (PixelRNNError: re-exported)
 from .generate import walk
 
+__all__ = ["BATCH", "CodecError", "Header", "VERSION", "decode", "encode", "fingerprint", "read_header"]
+
 MAGIC = b"PRNN"
-VERSION = 1
+VERSION = 2
 BATCH = 16  # images coded together; stored in the header, since batch composition must match when decoding
-_PREFIX = struct.Struct("<4sHI")
+DIGEST = 8  # bytes of each checksum and of the fingerprint
+MAX_VARINT = 9  # bytes: 63 bits, far beyond any real count or size, and a bound on how long a field can be
+MAX_COMPRESSION = 64  # a payload holds at least 1/64 of its values' raw bits (see the docstring)
+FIELDS = ("count", "channels", "height", "width", "levels", "batch", "payload words")
 
 
-class CodecError(PixelRNNError):
-    """A compressed file that cannot be decoded: corrupt, truncated, of another version, or of another model."""
+class Header(NamedTuple):
+    """What a compressed file says about itself, validated by :func:`read_header`."""
+
+    count: int
+    shape: tuple[int, int, int]  # (C, H, W)
+    levels: int
+    batch: int
+    payload_words: int
+    model: bytes  # the first bytes of the model's fingerprint
+    images: bytes  # checksum of the decoded images
+    payload_offset: int
+
+    @property
+    def payload_bytes(self) -> int:
+        return 4 * self.payload_words
 
 
 def fingerprint(model) -> str:
@@ -80,17 +106,50 @@ def _check_images(model, images: torch.Tensor) -> torch.Tensor:
     if images.dim() == 3:
         images = images[None]
     if images.dim() != 4 or tuple(images.shape[1:]) != model.image_shape:
-        raise PixelRNNError(f"images of shape {tuple(images.shape[1:])} do not fit this model, which codes "
-                            f"{model.image_shape} (C, H, W) images; resize them or use a model trained on this size")
+        raise ImageError(f"images of shape {tuple(images.shape[1:])} do not fit this model, which codes "
+                         f"{model.image_shape} (C, H, W) images; resize them or use a model trained on this size")
     if images.dtype.is_floating_point or len(images) == 0:
-        raise PixelRNNError("give one or more images of integer values")
+        raise ImageError("give one or more images of integer values")
     if images.min() < 0 or images.max() >= model.levels:
-        raise PixelRNNError(f"image values must lie in [0, {model.levels}); these reach {int(images.max())}")
+        raise ImageError(f"image values must lie in [0, {model.levels}); these reach {int(images.max())}")
     return images.to(torch.long)
 
 
-def _images_digest(images: torch.Tensor) -> str:
-    return hashlib.sha256(images.to(torch.int64).numpy().tobytes()).hexdigest()
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=DIGEST).digest()
+
+
+def _images_digest(images: torch.Tensor) -> bytes:
+    return _digest(images.to(torch.int64).numpy().astype("<i8").tobytes())
+
+
+def _min_payload_words(values: int, levels: int) -> int:
+    """The fewest payload words a file of ``values`` values may have: 1/MAX_COMPRESSION of their raw bits."""
+    return max(1, math.ceil(values * math.log2(levels) / (MAX_COMPRESSION * 32)))
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, offset: int, field: str) -> tuple[int, int]:
+    """The varint at ``offset`` and the offset after it; at most MAX_VARINT bytes, in its one shortest form."""
+    value = 0
+    for k in range(MAX_VARINT):
+        if offset + k >= len(data):
+            raise CodecError(f"the file's header is invalid: it ends inside the field {field!r}")
+        byte = data[offset + k]
+        value |= (byte & 0x7F) << (7 * k)
+        if not byte & 0x80:
+            if byte == 0 and k > 0:
+                raise CodecError(f"the file's header is invalid: the field {field!r} is not in its shortest form")
+            return value, offset + k + 1
+    raise CodecError(f"the file's header is invalid: the field {field!r} is longer than {MAX_VARINT} bytes")
 
 
 def encode(model, images: torch.Tensor, progress: bool = False) -> bytes:
@@ -110,41 +169,89 @@ def encode(model, images: torch.Tensor, progress: bool = False) -> bytes:
     model = model.eval()
     encoder = constriction.stream.queue.RangeEncoder()
     family = constriction.stream.model.Categorical(perfect=False)
+    batch = min(BATCH, len(images))  # the same chunks as BATCH would give; and batch <= count always holds
 
     def step(values, probabilities):
         encoder.encode(values.numpy().astype(np.int32), family, probabilities)
         return values
 
     with _deterministic():
-        for first in range(0, len(images), BATCH):
-            _code(model, images[first:first + BATCH].clone(), step, progress, "compressing")
-    payload = encoder.get_compressed().astype("<u4").tobytes()
-    header = json.dumps({"model": fingerprint(model), "count": len(images), "shape": list(model.image_shape),
-                         "levels": model.levels, "batch": BATCH, "payload_bytes": len(payload),
-                         "images_sha256": _images_digest(images)}).encode()
-    body = _PREFIX.pack(MAGIC, VERSION, len(header)) + header + payload
-    return body + hashlib.sha256(body).digest()
+        for first in range(0, len(images), batch):
+            _code(model, images[first:first + batch].clone(), step, progress, "compressing")
+    words = encoder.get_compressed().astype("<u4")
+    # The decoder never reads past the words the coder needs, so zeros appended to a tiny payload are harmless.
+    short = _min_payload_words(images.numel(), model.levels) - len(words)
+    payload = words.tobytes() + bytes(4 * max(0, short))
+    fields = (len(images), *model.image_shape, model.levels, batch, len(payload) // 4)
+    body = b"".join([MAGIC, _varint(VERSION), *map(_varint, fields), bytes.fromhex(fingerprint(model))[:DIGEST],
+                     _images_digest(images), payload])
+    return body + _digest(body)
 
 
-def read_header(data: bytes) -> dict:
-    """Check a file's framing and checksum and return its header."""
-    if len(data) < _PREFIX.size + 32 or data[:4] != MAGIC:
+def _check_version(data: bytes) -> None:
+    if len(data) < len(MAGIC) + 1 or data[:len(MAGIC)] != MAGIC:
         raise CodecError("not a pixelrnn compressed file (bad magic bytes); give a file written by "
                          "`pixelrnn compress`")
-    _, version, header_length = _PREFIX.unpack_from(data)
-    if version != VERSION:
-        raise CodecError(f"the file has format version {version}; this pixelrnn reads version {VERSION}")
-    body, checksum = data[:-32], data[-32:]
-    if hashlib.sha256(body).digest() != checksum:
-        raise CodecError("the file is truncated or corrupt (its checksum does not match)")
     try:
-        header = json.loads(body[_PREFIX.size:_PREFIX.size + header_length])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CodecError("the file's header is corrupt") from None
-    header["payload_offset"] = _PREFIX.size + header_length
-    if header["payload_offset"] + header["payload_bytes"] != len(body):
-        raise CodecError("the file is truncated or corrupt (its payload has the wrong length)")
+        version, _ = _read_varint(data, len(MAGIC), "version")
+    except CodecError:
+        raise CodecError("the file's format version is unreadable; it is damaged") from None
+    if version != VERSION:
+        raise CodecError(f"the file has format version {version}; this pixelrnn reads version {VERSION} only "
+                         f"(decode it with the pixelrnn release that wrote it, or compress the images again)")
+
+
+def _check_fields(header: Header, body_length: int) -> None:
+    """Ranges and consistency, each refusal naming its field; after this, allocations follow the file's length."""
+    c, h, w = header.shape
+    for field, value, low in [("count", header.count, 1), ("channels", c, 1), ("height", h, 1), ("width", w, 1),
+                              ("levels", header.levels, 2), ("batch", header.batch, 1)]:
+        if value < low:
+            raise CodecError(f"the file's header is invalid: {field} is {value}, below {low}")
+    if header.batch > header.count:
+        raise CodecError(f"the file's header is invalid: batch {header.batch} is larger than count {header.count}")
+    if header.payload_offset + header.payload_bytes != body_length:
+        raise CodecError(f"the file's header is invalid: payload words {header.payload_words} "
+                         f"({header.payload_bytes} bytes) but the file holds "
+                         f"{body_length - header.payload_offset} payload bytes")
+    values = header.count * c * h * w
+    if header.payload_words < _min_payload_words(values, header.levels):
+        raise CodecError(f"the file's header is invalid: count {header.count} of {c}x{h}x{w} images with "
+                         f"{header.levels} levels cannot fit in {header.payload_bytes} payload bytes")
+
+
+def read_header(data: bytes) -> Header:
+    """Check a file's framing, checksum and header fields, and return the header.
+
+    Raises:
+        CodecError: not such a file, another format version, a damaged file, or an invalid header field (named).
+    """
+    _check_version(data)
+    minimum = len(MAGIC) + 1 + len(FIELDS) + 3 * DIGEST
+    if len(data) < minimum:
+        raise CodecError(f"the file is damaged: it is {len(data)} bytes long, shorter than any pixelrnn compressed "
+                         f"file ({minimum} bytes); it was probably truncated")
+    body, checksum = data[:-DIGEST], data[-DIGEST:]
+    if _digest(body) != checksum:
+        raise CodecError("the file is damaged (truncated or altered): its checksum does not match its contents")
+    offset = len(MAGIC) + 1
+    values = []
+    for field in FIELDS:
+        value, offset = _read_varint(body, offset, field)
+        values.append(value)
+    if offset + 2 * DIGEST > len(body):
+        raise CodecError("the file's header is invalid: it ends inside the model fingerprint or image checksum")
+    count, c, h, w, levels, batch, words = values
+    header = Header(count, (c, h, w), levels, batch, words, body[offset:offset + DIGEST],
+                    body[offset + DIGEST:offset + 2 * DIGEST], offset + 2 * DIGEST)
+    _check_fields(header, len(body))
     return header
+
+
+# What a payload that decodes wrongly tells us; its trailing checksum was valid, so it is no accident in storage.
+_EDITED_OR_ELSEWHERE = ("either the file was edited after it was written, or this machine or software version "
+                        "computes the model's probabilities differently from the one that compressed it; decode it "
+                        "where it was compressed, with the same pixelrnn and torch")
 
 
 def decode(model, data: bytes, progress: bool = False) -> torch.Tensor:
@@ -152,31 +259,35 @@ def decode(model, data: bytes, progress: bool = False) -> torch.Tensor:
 
     Returns:
         int64 images [N, C, H, W], exactly those that were encoded.
+
+    Raises:
+        CodecError: the file is damaged, invalid, of another version or model, or decodes to other images.
     """
     import constriction
 
     header = read_header(data)
-    if header["model"] != fingerprint(model):
+    if header.model != bytes.fromhex(fingerprint(model))[:DIGEST]:
         raise CodecError("the file was compressed with another model (its fingerprint differs); decode it with "
                          "the checkpoint that compressed it")
-    if tuple(header["shape"]) != model.image_shape or header["levels"] != model.levels:
-        raise CodecError(f"the file holds {tuple(header['shape'])} images with {header['levels']} levels, "
-                         f"not what this model codes")
-    offset = header["payload_offset"]
-    words = np.frombuffer(data[offset:offset + header["payload_bytes"]], dtype="<u4").astype(np.uint32)
-    decoder = constriction.stream.queue.RangeDecoder(words)
+    if header.shape != model.image_shape or header.levels != model.levels:
+        raise CodecError(f"the file holds {header.shape} images with {header.levels} levels, but this model codes "
+                         f"{model.image_shape} images with {model.levels} levels")
+    words = np.frombuffer(data, dtype="<u4", count=header.payload_words, offset=header.payload_offset)
+    decoder = constriction.stream.queue.RangeDecoder(words.astype(np.uint32))
     family = constriction.stream.model.Categorical(perfect=False)
     model = model.eval()
 
     def step(values, probabilities):
-        return torch.from_numpy(decoder.decode(family, probabilities).astype(np.int64))
+        try:
+            symbols = decoder.decode(family, probabilities)
+        except AssertionError:  # constriction's word for a payload that these probabilities cannot have produced
+            raise CodecError(f"the payload cannot be decoded with this model: {_EDITED_OR_ELSEWHERE}") from None
+        return torch.from_numpy(symbols.astype(np.int64))
 
-    images = torch.zeros(header["count"], *model.image_shape, dtype=torch.long)
+    images = torch.zeros(header.count, *model.image_shape, dtype=torch.long)  # bounded by _check_fields
     with _deterministic():
-        for first in range(0, len(images), header["batch"]):
-            chunk = images[first:first + header["batch"]]
-            _code(model, chunk, step, progress, "decompressing")
-    if _images_digest(images) != header["images_sha256"]:
-        raise CodecError("the decoded images do not match the file's checksum: it was made on a machine whose "
-                         "floating-point results differ from this one's; decode it where it was encoded")
+        for first in range(0, len(images), header.batch):
+            _code(model, images[first:first + header.batch], step, progress, "decompressing")
+    if _images_digest(images) != header.images:
+        raise CodecError(f"the decoded images do not match the checksum stored in the file: {_EDITED_OR_ELSEWHERE}")
     return images
