@@ -7,6 +7,9 @@ All figures in bits per dimension (bits per 8-bit value), over the same images:
 - PNG (Pillow, optimize=True) and WebP lossless (Pillow, method 6), one file per image, as a user would store them;
 - gzip (level 9) and xz (preset 9) of the raw bytes of all the images together.
 
+It also gives the codec's fixed overhead per file (magic, version, header, fingerprint, checksums: everything but
+the coded payload) for files of 1, 10 and 500 images, which decides whether one image per file beats PNG.
+
     python benchmarks/compression.py RUN [--data fashion-mnist] [--limit 500] [--out table.md]
 """
 
@@ -34,6 +37,16 @@ def image_bytes(pixels, fmt: str, **options) -> int:
     buffer = io.BytesIO()
     Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, fmt, **options)
     return buffer.tell()
+
+
+def overhead_table(model, images, counts=(1, 10, 500)) -> list[str]:
+    """The bytes of each file that are not payload, for the first ``n`` images, for each n in ``counts``."""
+    lines = ["| images per file | file bytes | payload bytes | fixed overhead (bytes) |", "|---|---|---|---|"]
+    for n in (n for n in counts if n <= len(images)):
+        data = codec.encode(model, images[:n])
+        payload = codec.read_header(data).payload_bytes
+        lines.append(f"| {n} | {len(data)} | {payload} | {len(data) - payload} |")
+    return lines
 
 
 def main() -> None:
@@ -72,6 +85,7 @@ def main() -> None:
     lines = [f"{len(images)} {args.data} {args.split} images, model {model.config['model']} from {args.run}", "",
              "| method | bits/dim | speed |", "|---|---|---|"]
     lines += [f"| {name} | {bpd:.3f} | {speed} |" for name, bpd, speed in rows]
+    lines += ["", *overhead_table(model, images)]
     print("\n".join(lines))
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
