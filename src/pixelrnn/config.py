@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .precision import PRECISIONS
 
 OPTIMIZERS = ("rmsprop", "adam")
 SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ from .config import TrainConfig
 from .data import load_dataset
 from .distributions import bits_per_dim
 from .errors import ConfigError
-from .evaluate import autocast, evaluate
+from .evaluate import evaluate
 from .models import build_model
+from .precision import autocast
 
 RUN_CONFIG = "train_config.json"
 
