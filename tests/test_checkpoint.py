@@ -84,3 +84,17 @@ def test_trainer_state_is_loaded_without_running_code(tmp_path):
     with pytest.raises(CheckpointError):
         checkpoint.load_trainer_state(tmp_path / "ckpt")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_run_loads_from_any_of_its_paths(tmp_path):
+    model = tiny_model("pixelcnn", (1, 4, 4), 4, dtype=torch.float32)
+    run = checkpoint.RunFolder(tmp_path / "run")
+    for step in (1, 2, 3):
+        run.save(step, model, trainer_state={"step": step})
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["latest", "step-000000002", "step-000000003"]
+    for path in (run.root, run.checkpoints, run.pointer, run.latest(), run.latest() / "model.safetensors"):
+        assert pixelrnn.load_checkpoint(path).config == model.config
+        assert checkpoint.resolve(path).name in ("step-000000003", "model.safetensors")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(CheckpointError, match="pass the run folder"):
+        pixelrnn.load_checkpoint(tmp_path / "notes.txt")

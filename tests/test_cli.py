@@ -6,9 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import argparse
+import json
+
 import pytest
 
-from pixelrnn.cli import main
+import pixelrnn
+from pixelrnn import train as train_module
+from pixelrnn.checkpoint import RunFolder, load_trainer_state
+from pixelrnn.cli import build_parser, main
+from pixelrnn.config import PRESETS, preset
 from test_data import write_idx_set
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -71,9 +78,11 @@ def test_readme_commands_run(workdir, capsys):
     assert {c[0] for c in commands} >= {"train", "evaluate", "sample", "complete", "compress", "decompress", "bench"}
     for args in commands:
         assert main(shrink(args)) == 0, f"`pixelrnn {' '.join(args)}` failed: {capsys.readouterr().err}"
-    assert (workdir / "samples.png").is_file() and (workdir / "completions.png").is_file()
-    assert len(list((workdir / "decoded").glob("*.png"))) == 4
-    assert (workdir / "runs" / "digits" / "eval-digits-test.json").is_file()
+    runs = workdir / "runs"
+    assert (runs / "digits" / "samples.png").is_file() and (runs / "digits" / "completions.png").is_file()
+    assert len(list((runs / "decoded").glob("*.png"))) == 4
+    assert (runs / "digits" / "eval-digits-test.json").is_file()
+    assert sorted(p.name for p in workdir.iterdir()) == ["data", "runs"]  # nothing outside runs/
 
 
 def one_line_error(capsys, args, code=2) -> str:
@@ -126,10 +135,128 @@ def test_bad_occlusion(workdir, capsys):
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):
-    """The README's Python example runs as written (it saves a checkpoint in the working directory)."""
+    """The README's Python example runs as written (it saves a checkpoint under runs/)."""
     monkeypatch.chdir(tmp_path)
     (example,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     namespace = {}
     exec(compile(example, "README.md", "exec"), namespace)
     assert namespace["logp"].shape == (4,) and namespace["completions"].shape == (4, 1, 28, 28)
-    assert (tmp_path / "ckpt" / "model.safetensors").is_file()
+    assert (tmp_path / "runs" / "ckpt" / "model.safetensors").is_file()
+
+
+TINY_TRAIN = ["--preset", "tiny", "--quiet"]
+
+
+def test_data_without_preset_uses_its_cpu_preset(workdir, capsys):
+    assert main(["train", "--data", "fashion-mnist", "--model", "row_lstm", "--out", "r", "--show"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["model_options"] == preset("fashion-row-lstm")["model_options"] and shown["precision"] == "bf16"
+    assert main(["train", "--data", "digits", "--out", "r", "--steps", "1", "--eval-every", "0", "--quiet",
+                 *TINY_MODEL]) == 0
+    assert "using preset digits" in capsys.readouterr().out
+
+
+def test_a_long_run_says_how_long_it_will_take(workdir, capsys, monkeypatch):
+    monkeypatch.setattr(train_module, "LONG_RUN_SECONDS", 0)  # every run counts as long here
+    assert main(["train", *TINY_TRAIN, "--steps", "8", "--out", "r"]) == 0
+    (line,) = [l for l in capsys.readouterr().out.splitlines() if "to go" in l]
+    assert "2 steps at" in line and "--time-limit" in line
+
+
+def test_resuming_a_finished_run_trains_nothing_and_says_so(workdir, capsys):
+    assert main(["train", *TINY_TRAIN, "--steps", "2", "--out", "r"]) == 0
+    out = capsys.readouterr().out
+    assert "finished at step 2 of 2; checkpoint written to r/checkpoints/step-000000002" in out
+    assert "to train longer: pixelrnn train --resume --out r --steps 4" in out
+    metrics = (workdir / "r" / "metrics.csv").read_text()
+    assert main(["train", "--resume", "--out", "r", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out and "already reached step 2 of 2: nothing to train" in out
+    assert (workdir / "r" / "metrics.csv").read_text() == metrics
+
+
+def test_time_limit_says_where_the_checkpoint_is_and_how_to_go_on(workdir, capsys):
+    assert main(["train", *TINY_TRAIN, "--out", "r", "--time-limit", "1e-6"]) == 0
+    out = capsys.readouterr().out
+    assert "stopped at the time limit (1e-06 min) at step 1 of 30; checkpoint written to r/checkpoints/step-000000001" \
+        in out
+    assert "to continue: pixelrnn train --resume --out r --time-limit 1e-06" in out
+
+
+def test_ctrl_c_saves_and_says_how_to_go_on(workdir, capsys, monkeypatch):
+    calls = []
+
+    def interrupt_second_step(logits, x):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(logits, x)
+
+    real = train_module.bits_per_dim
+    monkeypatch.setattr(train_module, "bits_per_dim", interrupt_second_step)
+    assert main(["train", *TINY_TRAIN, "--out", "my run"]) == 130
+    out = capsys.readouterr().out
+    assert "interrupted at step 1 of 30; checkpoint written to my run/checkpoints/step-000000001" in out
+    assert "to continue: pixelrnn train --resume --out 'my run'" in out
+    assert load_trainer_state("my run")["step"] == 1
+
+
+def test_presets_are_listed_and_shown_in_full(workdir, capsys):
+    assert main(["presets"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in PRESETS)
+    assert main(["presets", "binarized-mnist-pixelcnn"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["data"] == "binarized-mnist" and shown["lr"] == 1e-3  # every field, defaults included
+    assert main(["train", "--preset", "binarized-mnist-pixelcnn", "--out", "r", "--show", "--lr", "2e-3"]) == 0
+    assert json.loads(capsys.readouterr().out) == {**shown, "lr": 2e-3}
+    err = one_line_error(capsys, ["train", "--preset", "mnist-pixelcnn", "--out", "r"])
+    assert "--preset binarized-mnist-pixelcnn" in err
+
+
+def _subcommands():
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return parser, sub.choices
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    parser, commands = _subcommands()
+    assert all(name in parser.description for name in commands)
+    for name, command in commands.items():
+        text = command.format_help()
+        for action in command._actions:
+            assert action.help, f"pixelrnn {name} {action.option_strings or action.dest} has no help"
+            if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+                assert f"default: {action.default}" in " ".join(text.split()), (name, action.dest)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"pixelrnn {pixelrnn.__version__}"
+
+
+def test_outputs_are_never_overwritten_by_surprise(workdir, capsys):
+    assert main(["train", *TINY_TRAIN, "--steps", "1", "--out", "run"]) == 0
+    for command in (["sample", "run", "-n", "1"], ["complete", "run", "-n", "1", "-k", "1"]):
+        assert main([*command, "--quiet"]) == 0
+        wrote = capsys.readouterr().out
+        assert "wrote" in wrote and ".png" in wrote
+        assert "--force" in one_line_error(capsys, [*command, "--quiet"])
+        assert main([*command, "--quiet", "--force"]) == 0
+
+
+def test_rejected_values_name_the_flag_and_a_good_value(workdir, capsys):
+    assert "-n: must be a whole number of at least 1, e.g." in one_line_error(capsys, ["sample", "run", "-n", "0"])
+    assert "--epochs: must be above 0, e.g." in one_line_error(capsys, ["train", "--out", "r", "--epochs", "0"])
+    err = one_line_error(capsys, ["train", "--out", "r", "--set", "lr=-1", "--show"])
+    assert "lr (--lr) must be positive, e.g. 0.001" in err
+    assert "e.g. --set residual=false" in one_line_error(capsys, ["train", "--out", "r", "--set", "residual"])
+    err = one_line_error(capsys, ["train", "--out", "r", "--set", "warmup_steps=0", "--set", "log_every=0"])
+    assert "log_every (--set log_every=...) must be at least 1, e.g. 20" in err
+
+
+def test_model_options_is_public():
+    assert "model_options" in pixelrnn.__all__
+    assert pixelrnn.model_options("pixelcnn")["layers"] >= 1

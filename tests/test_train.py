@@ -11,7 +11,7 @@ from pixelrnn.checkpoint import load_checkpoint, load_trainer_state
 from pixelrnn.config import TrainConfig, preset
 from pixelrnn.errors import ConfigError
 from pixelrnn.evaluate import evaluate
-from pixelrnn.train import batch_indices, train
+from pixelrnn.train import batch_indices, lr_factor, train
 from conftest import tiny_model
 
 TINY_RUN = dict(model="pixelcnn", model_options=dict(layers=1, hidden=4, head=8), data="digits", steps=8,
@@ -85,7 +85,41 @@ def test_bits_per_dim_of_a_uniform_model_is_log2_levels():
 
 def test_presets_and_unknown_fields():
     assert preset("cifar10-pixelcnn")["model_options"] == dict(layers=15, hidden=128, head=1024)
+    with pytest.raises(pixelrnn.PixelRNNError, match="now called 'binarized-mnist-pixelcnn'"):
+        preset("mnist-pixelcnn")
     with pytest.raises(pixelrnn.PixelRNNError, match="unknown preset"):
         preset("imagenet1024")
     with pytest.raises(pixelrnn.PixelRNNError, match="unknown training option"):
         TrainConfig.from_dict({"batchsize": 3})
+
+
+def test_an_extended_schedule_joins_the_longer_one_without_a_jump():
+    config = TrainConfig(**TINY_RUN)
+    old, new = lr_factor(config, 100), lr_factor(config, 200)
+    for start in (50, 100):  # an unfinished run, and a finished one (its cosine has reached 0)
+        extended = lr_factor(config, 200, (start, old(start)))
+        assert extended(start) == old(start)  # the next step keeps the rate the run had reached
+        ramp = config.warmup_steps
+        steps = range(start, start + ramp + 1)
+        assert [extended(s) for s in steps] == pytest.approx(
+            [old(start) + (new(start + ramp) - old(start)) * (s - start) / ramp for s in steps])
+        assert all(extended(s) == new(s) for s in range(start + ramp, 201))  # then the 200-step schedule
+    assert old(100) == 0 and lr_factor(config, 200, (100, 0.0))(101) > 0  # a finished run warms up again
+
+
+def test_resume_with_more_steps_keeps_the_rate_and_then_resumes_exactly(tmp_path):
+    config = TrainConfig(**TINY_RUN)  # 8 steps
+    train(config, tmp_path / "a", progress=False, stop_after=4)
+    rate = load_trainer_state(tmp_path / "a")["optimizer"]["param_groups"][0]["lr"]
+    longer = config.replace(steps=16)
+    train(longer, tmp_path / "a", resume=True, progress=False, stop_after=1)
+    state = load_trainer_state(tmp_path / "a")
+    assert state["lr_extended"] == (4, pytest.approx(rate / config.lr))
+    expected = lr_factor(longer, 16, (4, rate / config.lr))(5) * config.lr
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(expected)
+    # Resumed again at the same length, the extended schedule is kept: one go and two give the same weights.
+    train(config, tmp_path / "b", progress=False, stop_after=4)
+    train(longer, tmp_path / "b", resume=True, progress=False)
+    train(longer, tmp_path / "a", resume=True, progress=False)
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -9,7 +9,7 @@ import torch
 
 from .config import TrainConfig
 from .distributions import bits_per_dim
-from .evaluate import autocast
+from .precision import autocast
 from .train import make_optimizer
 
 

@@ -8,8 +8,16 @@ A checkpoint is a directory:
 - ``trainer.pt`` (optional): optimizer, step and RNG state for an exact resume, loaded with ``weights_only=True``.
 
 Every checkpoint is written into a temporary directory first and moved into place by rename, so an interrupted
-save never leaves a half-written checkpoint where a good one was. A training run keeps its checkpoints under
-``RUN/checkpoints/step-N`` and names the newest in ``RUN/checkpoints/latest``, replaced atomically.
+save never leaves a half-written checkpoint where a good one was.
+
+A training run is a folder, laid out by ``RunFolder``::
+
+    RUN/train_config.json               the run's settings (what ``--resume`` continues with)
+    RUN/metrics.csv                     step, split, bits_per_dim, images_per_s, lr, seconds
+    RUN/tensorboard/                    TensorBoard events, when TensorBoard is installed
+    RUN/checkpoints/step-000001500/     a checkpoint; only the newest two are kept
+    RUN/checkpoints/latest              a text file naming the newest one, replaced atomically
+    RUN/eval-DATA-SPLIT.json            what ``pixelrnn evaluate`` measured
 """
 
 from __future__ import annotations
@@ -18,11 +26,12 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError, ConfigError
@@ -31,6 +40,8 @@ from .models import AutoregressiveModel, build_from_config
 FORMAT = "pixelrnn-checkpoint"
 VERSION = "1"
 WEIGHTS, CONFIG, TRAINER = "model.safetensors", "config.json", "trainer.pt"
+RUN_CONFIG, LATEST = "train_config.json", "latest"
+KEEP = 2  # checkpoints a run keeps: the newest, and one before it in case the newest is damaged
 
 
 def _fsync_dir(path: Path) -> None:
@@ -84,13 +95,21 @@ def save_checkpoint(path: str | Path, model: AutoregressiveModel, trainer_state:
 
 
 def resolve(path: str | Path) -> Path:
-    """The checkpoint directory or weights file that ``path`` names: a run, a checkpoint, or a .safetensors file."""
+    """The checkpoint directory or weights file that ``path`` names.
+
+    Accepted: a run folder, its ``checkpoints/`` folder or ``checkpoints/latest`` file, a checkpoint folder, or a
+    ``model.safetensors`` file.
+    """
     path = Path(path)
-    latest = path / "checkpoints" / "latest"
-    if latest.is_file():
-        return path / "checkpoints" / latest.read_text().strip()
+    if path.is_file() and path.name == LATEST:
+        return RunFolder(path.parent.parent).latest()
+    run = RunFolder(path.parent if path.name == "checkpoints" else path)
+    if run.has_checkpoint():
+        return run.latest()
     if (path / WEIGHTS).is_file() or (path.is_file() and path.suffix == ".safetensors"):
         return path
+    if path.is_file():
+        raise CheckpointError(f"{path} is not a checkpoint; pass the run folder, a checkpoint folder or its {WEIGHTS}")
     if path.is_dir():
         raise CheckpointError(f"{path} holds no checkpoint ({WEIGHTS} or checkpoints/latest); "
                               f"train one with `pixelrnn train --out {path}`")
@@ -105,8 +124,6 @@ def read_config(path: str | Path) -> dict[str, Any]:
     """The model config stored in a checkpoint, without loading its weights."""
     weights = _weights_file(resolve(path))
     try:
-        from safetensors import safe_open
-
         with safe_open(str(weights), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
@@ -162,19 +179,77 @@ def load_trainer_state(path: str | Path) -> dict | None:
         raise CheckpointError(f"{file} could not be read ({type(e).__name__}); it may be truncated or corrupt") from None
 
 
-def save_run_checkpoint(run_dir: str | Path, step: int, model: AutoregressiveModel, trainer_state: dict,
-                        extra_config: dict | None = None, keep: int = 2) -> Path:
-    """Save step ``step`` of a training run, point ``latest`` at it atomically, and prune older checkpoints."""
-    root = Path(run_dir) / "checkpoints"
-    name = f"step-{step:09d}"
-    path = save_checkpoint(root / name, model, trainer_state, extra_config)
-    pointer = root / ".latest.tmp"
-    pointer.write_text(name + "\n")
-    with open(pointer, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(pointer, root / "latest")
-    _fsync_dir(root)
-    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
-        if old.name != name:
-            shutil.rmtree(old)
-    return path
+def training_config(path: str | Path) -> dict[str, Any]:
+    """The training config stored beside a checkpoint ({} when it has none, e.g. a bare weights file)."""
+    where = resolve(path)
+    config_file = where / CONFIG if where.is_dir() else None
+    if config_file and config_file.is_file():
+        return json.loads(config_file.read_text()).get("train", {})
+    return {}
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where a training run keeps its files (see the module docstring for the layout)."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))  # accept a str, as every path argument here does
+
+    @property
+    def config(self) -> Path:
+        return self.root / RUN_CONFIG
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def pointer(self) -> Path:
+        """The ``latest`` file: one line naming the newest checkpoint folder."""
+        return self.checkpoints / LATEST
+
+    def has_checkpoint(self) -> bool:
+        return self.pointer.is_file()
+
+    def latest(self) -> Path:
+        """The newest checkpoint folder."""
+        return self.checkpoints / self.pointer.read_text().strip()
+
+    def step(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step:09d}"
+
+    def evaluation(self, data: str, split: str) -> Path:
+        """Where ``pixelrnn evaluate`` writes its result for a data set and split."""
+        return self.root / f"eval-{data.replace(':', '_').replace('/', '_')}-{split}.json"
+
+    def read_config(self) -> dict[str, Any]:
+        return json.loads(self.config.read_text())
+
+    def write_config(self, values: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(json.dumps(values, indent=2) + "\n")
+
+    def save(self, step: int, model: AutoregressiveModel, trainer_state: dict, extra_config: dict | None = None,
+             keep: int = KEEP) -> Path:
+        """Save step ``step``, point ``latest`` at it atomically, and delete all but the ``keep`` newest."""
+        path = save_checkpoint(self.step(step), model, trainer_state, extra_config)
+        tmp = self.checkpoints / f".{LATEST}.tmp"
+        tmp.write_text(path.name + "\n")
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.pointer)
+        _fsync_dir(self.checkpoints)
+        for old in sorted(p for p in self.checkpoints.glob("step-*") if p.is_dir())[:-keep]:
+            if old != path:
+                shutil.rmtree(old)
+        return path

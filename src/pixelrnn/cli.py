@@ -2,19 +2,36 @@
 
 Each subcommand parses its flags, calls one library function and prints. A problem the user can fix (a missing data
 set, a bad flag, a corrupt file, a checkpoint of another model) ends with one line on stderr and exit status 2,
-never a traceback.
+never a traceback. Flags that several commands share come from the parent parsers in ``Shared``; each command's
+own flags sit beside its handler.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .errors import ConfigError, PixelRNNError, write_atomic, writing
+from . import __version__, codec
+from .allocator import tune
+from .benchmark import train_speed
+from .checkpoint import RunFolder, load_checkpoint, training_config
+from .config import FLAG_FIELDS, PRESETS, TrainConfig, default_preset, merge, parse_sets, preset
+from .data import SPLITS, load_dataset
+from .distributions import nats_to_bits_per_dim
+from .errors import ConfigError, OutputError, PixelRNNError, write_atomic, writing
+from .evaluate import evaluate
+from .generate import occlusion
+from .images import completion_panel, image_format, read_image, save_grid, save_image
+from .models import build_model, model_names
+from .precision import PRECISIONS
+from .train import train
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,88 +42,221 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _option_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except where there is none to show (None, or a switch that is off)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, e.g. 16, not {value}")
+    return value
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, e.g. 1.0, not {text}")
+    return value
+
+
+@dataclass(frozen=True)
+class Shared:
+    """Parent parsers: the flags that several commands share, defined once."""
+
+    quiet: argparse.ArgumentParser
+    data_dir: argparse.ArgumentParser
+    run: argparse.ArgumentParser
+    running: argparse.ArgumentParser  # every command that runs a model; the home of flags such as --device
+    model: argparse.ArgumentParser
+    trained_on: argparse.ArgumentParser
+    split: argparse.ArgumentParser
+    generation: argparse.ArgumentParser
+
+    @classmethod
+    def build(cls) -> "Shared":
+        parents = {name: argparse.ArgumentParser(add_help=False) for name in cls.__dataclass_fields__}
+        parents["quiet"].add_argument("--quiet", action="store_true", help="no progress bar")
+        parents["data_dir"].add_argument("--data-dir", metavar="DIR", help="where data sets live (default: "
+                                         "$PIXELRNN_DATA_DIR, else ~/.cache/pixelrnn/data)")
+        parents["run"].add_argument("run", help="a run folder (or a checkpoint folder, its model.safetensors, or "
+                                                "RUN/checkpoints/latest)")
+        model = parents["model"]
+        model.add_argument("--layers", type=count, help="layers: residual blocks or LSTM layers (default: the "
+                                                        "preset's, else the model's)")
+        model.add_argument("--hidden", type=count, help="h, the hidden width (default: the preset's, else the model's)")
+        model.add_argument("--head", type=count, help="width of the output head (default: the preset's, else the "
+                                                      "model's)")
+        model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                           help="any other model or training option, e.g. --set residual=false (repeatable)")
+        parents["trained_on"].add_argument("--data", help="data set (default: the one the model was trained on)")
+        parents["split"].add_argument("--split", default="test", choices=SPLITS, help="which split of the data set")
+        generation = parents["generation"]
+        generation.add_argument("--seed", type=int, default=0, help="random seed of the draws")
+        generation.add_argument("--temperature", type=positive, default=1.0,
+                                help="softmax temperature: below 1 sharper, above 1 more varied")
+        return cls(**parents)
 
 
 def _model_options(args) -> dict:
-    options = {}
-    for name in ("layers", "hidden", "head"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set takes KEY=VALUE, not {item!r}")
-        options[key.replace("-", "_")] = _option_value(value)
-    return options
+    """--layers, --hidden, --head and --set, as one dict."""
+    flags = {name: getattr(args, name) for name in ("layers", "hidden", "head") if getattr(args, name) is not None}
+    return {**flags, **parse_sets(args.set)}
+
+
+def _output_flags(p: argparse.ArgumentParser, default: str | None, what: str) -> None:
+    p.add_argument("-o", "--output", default=default, required=default is None, help=what)
+    p.add_argument("--force", action="store_true", help="overwrite the output if it exists")
+
+
+def _writable(path: str | Path, force: bool, image: bool = False) -> Path:
+    """``path``, unless it exists and --force was not given: an earlier result is never replaced by surprise.
+
+    Checked before the long work that fills it: a directory, or an image name PIL cannot write, fails at once.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory; give a file name")
+    if image:
+        image_format(path)
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists; pass --force to overwrite it, or -o another name")
+    return path
+
+
+# train
+
+def add_train(sub, shared: Shared) -> None:
+    p = sub.add_parser("train", help="train a model", parents=[shared.running, shared.model, shared.data_dir,
+                                                                 shared.quiet],
+                       description="Train a model. Without --preset, a data set's CPU-sized preset is used where "
+                                   "one exists (`pixelrnn presets` lists them); any flag overrides the preset.")
+    p.add_argument("--model", choices=model_names(), help="model family (default: the preset's, else pixelcnn)")
+    p.add_argument("--data", help="digits, mnist, binarized-mnist, fashion-mnist, cifar10, imagenet32, imagenet64 "
+                                  "or folder:PATH (default: the preset's, else digits)")
+    p.add_argument("--out", required=True, help="the run folder")
+    p.add_argument("--preset", help="named configuration (default: the CPU-sized one for --data, if any); "
+                                    "`pixelrnn presets` lists them")
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument("--steps", type=count, help="total optimizer steps (default: the preset's, else 1000)")
+    steps.add_argument("--epochs", type=positive, help="total epochs over the training split, instead of --steps")
+    p.add_argument("--batch-size", type=count, help=f"images per step (default: the preset's, else "
+                                                   f"{TrainConfig.batch_size})")
+    p.add_argument("--precision", choices=PRECISIONS, help="bf16: matrix work in bfloat16 under autocast (default: "
+                                                           f"the preset's, else {TrainConfig.precision})")
+    p.add_argument("--optimizer", choices=("rmsprop", "adam"), help=f"default: {TrainConfig.optimizer}")
+    p.add_argument("--lr", type=positive, help=f"peak learning rate (default: the preset's, else {TrainConfig.lr})")
+    p.add_argument("--seed", type=int, help=f"seed of the weights and the data order (default: {TrainConfig.seed})")
+    p.add_argument("--eval-every", type=int, help="steps between validation passes; 0: only at the end (default: "
+                                                  f"the preset's, else {TrainConfig.eval_every})")
+    p.add_argument("--checkpoint-every", type=count, help="steps between checkpoints (default: the preset's, else "
+                                                          f"{TrainConfig.checkpoint_every})")
+    p.add_argument("--time-limit", type=positive, metavar="MINUTES", help="stop (with a checkpoint) after this long")
+    p.add_argument("--image-size", type=count, help="resize folder:PATH images to this size")
+    p.add_argument("--class-conditional", action="store_true",
+                   help="condition on the data set's class labels (a learned bias per class in every layer)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint, "
+                                                         "with its own settings; flags given override them")
+    p.add_argument("--show", action="store_true", help="print the full configuration and exit without training")
+    p.set_defaults(func=cmd_train)
+
+
+def _base_config(args, run: RunFolder) -> dict:
+    """What the flags override: the run's own settings when resuming, else the preset."""
+    if args.resume and run.config.is_file():
+        return run.read_config()
+    name = args.preset
+    if name is None:
+        data, model = args.data or TrainConfig.data, args.model or TrainConfig.model
+        name = default_preset(data, model)
+        if name and not args.show:
+            print(f"using preset {name}, the CPU-sized configuration of {model} for {data} "
+                  f"(`pixelrnn presets {name}` shows it; --preset or flags change it)")
+    return preset(name) if name else {}
 
 
 def cmd_train(args) -> int:
-    from .config import TrainConfig, preset
-    from .train import RUN_CONFIG, train
-
-    run_dir = Path(args.out)
-    stored = run_dir / RUN_CONFIG
-    if args.resume and stored.exists():
-        values = json.loads(stored.read_text())  # the run's own settings; flags given now override them
-    else:
-        values = preset(args.preset) if args.preset else {}
-    flags = {"model": args.model, "data": args.data, "data_dir": args.data_dir, "image_size": args.image_size,
-             "steps": args.steps, "epochs": args.epochs, "batch_size": args.batch_size, "precision": args.precision,
-             "optimizer": args.optimizer, "lr": args.lr, "seed": args.seed, "eval_every": args.eval_every,
-             "checkpoint_every": args.checkpoint_every}
-    given = {k: v for k, v in flags.items() if v is not None}
-    if "steps" in given:
-        values.pop("epochs", None)
-    if "epochs" in given:
-        values.pop("steps", None)
-    values.update(given)
-    options = _model_options(args)
-    if getattr(args, "class_conditional", False):
-        from .data import dataset_info
-
-        classes = dataset_info(values.get("data", "digits"))["num_classes"]
-        if not classes:
-            raise ConfigError(f"{values.get('data')} has no class labels to condition on")
-        options["num_classes"] = classes
-    if options:
-        values["model_options"] = {**values.get("model_options", {}), **options}
-    config = TrainConfig.from_dict(values)
+    run = RunFolder(args.out)
+    flags = {name: getattr(args, name) for name in FLAG_FIELDS}
+    config = merge(_base_config(args, run), flags, _model_options(args), class_conditional=args.class_conditional)
+    if args.show:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
     time_limit = args.time_limit * 60 if args.time_limit else None
-    result = train(config, run_dir, resume=args.resume, progress=not args.quiet, time_limit=time_limit)
-    print(f"trained {config.model} on {config.data}: step {result['step']}/{result['total_steps']}, "
-          f"train bits/dim {result['train_bits_per_dim']:.4f}, {result['images_per_s']:.1f} images/s")
+    result = train(config, run.root, resume=args.resume, progress=not args.quiet, time_limit=time_limit)
+    return _report(result, config, run, args)
+
+
+def _report(result: dict, config: TrainConfig, run: RunFolder, args) -> int:
+    """Say how training went, where the checkpoint is, and the exact command to go on."""
+    step, total = result["step"], result["total_steps"]
+    resume = f"pixelrnn train --resume --out {shlex.quote(str(run.root))}"
+    if result["stopped"] == "already finished":
+        print(f"{run.root} already reached step {step} of {total}: nothing to train, nothing written. "
+              f"To train longer: {resume} --steps {2 * step}")
+        return 0
+    if result["train_bits_per_dim"] is not None:
+        print(f"trained {config.model} on {config.data}: step {step}/{total}, "
+              f"train bits/dim {result['train_bits_per_dim']:.4f}, {result['images_per_s']:.1f} images/s")
     if result["valid"]:
         print(f"validation bits/dim {result['valid']['bits_per_dim']:.4f} over {result['valid']['images']} images")
-    print(f"run saved in {run_dir}")
+    if result["stopped"] == "finished":
+        print(f"finished at step {step} of {total}; checkpoint written to {result['checkpoint']}")
+        print(f"to train longer: {resume} --steps {2 * step}")
+        return 0
+    why = f"stopped at the time limit ({args.time_limit:g} min)" if result["stopped"] == "time limit" else "interrupted"
+    again = f" --time-limit {args.time_limit:g}" if args.time_limit else ""
+    print(f"{why} at step {step} of {total}; checkpoint written to {result['checkpoint']}")
+    print(f"to continue: {resume}{again}")
+    return 130 if result["stopped"] == "interrupted" else 0
+
+
+# presets
+
+def add_presets(sub, shared: Shared) -> None:
+    p = sub.add_parser("presets", help="list the named configurations, or show one in full")
+    p.add_argument("name", nargs="?", help="a preset to show in full (default: list them all)")
+    p.set_defaults(func=cmd_presets)
+
+
+def cmd_presets(args) -> int:
+    if args.name:
+        print(json.dumps(TrainConfig.from_dict(preset(args.name)).to_dict(), indent=2))
+        return 0
+    width = max(map(len, PRESETS))
+    for name, p in PRESETS.items():
+        print(f"{name:<{width}}  {p.values['data']:<16}{p.about}")
+    print("`pixelrnn presets NAME` shows one in full; `pixelrnn train --preset NAME` trains it.")
     return 0
 
 
-def _run_data(run: str) -> dict:
-    """The training config stored beside a checkpoint, if any (to default the data set)."""
-    from .checkpoint import CONFIG, resolve
+# evaluate
 
-    where = resolve(run)
-    config_file = where / CONFIG if where.is_dir() else None
-    if config_file and config_file.exists():
-        return json.loads(config_file.read_text()).get("train", {})
-    return {}
+def add_evaluate(sub, shared: Shared) -> None:
+    p = sub.add_parser("evaluate", help="exact bits/dim and nats/image over a data split",
+                       parents=[shared.run, shared.running, shared.trained_on, shared.split, shared.data_dir,
+                                shared.quiet])
+    p.add_argument("--limit", type=count, help="only the first N images (default: all)")
+    p.add_argument("--batch-size", type=count, default=256, help="images per forward pass (speed only)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="bf16: matrix work in bfloat16")
+    p.add_argument("--json", help="where to write the result (default: RUN/eval-DATA-SPLIT.json for a run folder)")
+    p.set_defaults(func=cmd_evaluate)
 
 
 def _model_and_data(args):
     """The checkpoint's model, and the data split to use with it (by default the data it was trained on)."""
-    from .checkpoint import load_checkpoint
-    from .data import load_dataset
-
     model = load_checkpoint(args.run)
-    trained = _run_data(args.run)
+    trained = training_config(args.run)
     name = args.data or trained.get("data")
     if name is None:
-        raise ConfigError("this checkpoint does not say what data it was trained on; pass --data")
+        raise ConfigError("this checkpoint does not say what data it was trained on; pass --data, e.g. --data digits")
     data = load_dataset(name, args.split, args.data_dir or trained.get("data_dir"), image_size=trained.get("image_size"))
     if tuple(data.image_shape) != model.image_shape or data.levels != model.levels:
         raise PixelRNNError(f"{name} has images {data.image_shape} with {data.levels} levels, but the model was "
@@ -115,8 +265,6 @@ def _model_and_data(args):
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate
-
     model, data = _model_and_data(args)
     name = data.name
     images = data.images if args.limit is None else data.images[:args.limit]
@@ -126,44 +274,70 @@ def cmd_evaluate(args) -> int:
     result.update(data=name, split=args.split, model=model.config)
     print(f"{'data':<14}{'split':<8}{'images':>8}{'bits/dim':>11}{'nats/image':>13}")
     print(f"{name:<14}{args.split:<8}{result['images']:>8}{result['bits_per_dim']:>11.4f}{result['nats_per_image']:>13.2f}")
-    out = Path(args.json) if args.json else Path(args.run) / f"eval-{name.replace(':', '_').replace('/', '_')}-{args.split}.json"
+    out = Path(args.json) if args.json else RunFolder(args.run).evaluation(name, args.split)
     if Path(args.run).is_dir() or args.json:
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {out}")
     return 0
 
 
-def cmd_sample(args) -> int:
-    from .checkpoint import load_checkpoint
-    from .images import save_grid
+# sample
 
+def add_sample(sub, shared: Shared) -> None:
+    p = sub.add_parser("sample", help="draw samples into a PNG grid",
+                       parents=[shared.run, shared.running, shared.generation, shared.quiet])
+    p.add_argument("-n", type=count, default=64, help="number of images (per class with --per-class)")
+    _output_flags(p, "samples.png", "the PNG grid to write")
+    p.add_argument("--class", dest="class_label", type=int, help="the class to draw (class-conditional models)")
+    p.add_argument("--per-class", action="store_true", help="a grid with one row of -n samples per class")
+    p.add_argument("--method", default="fast", choices=("fast", "naive"),
+                   help="fast: each layer at the new pixel only; naive: a full forward pass per value")
+    p.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(args) -> int:
+    output = _writable(args.output, args.force, image=True)
     model = load_checkpoint(args.run)
     generator = torch.Generator().manual_seed(args.seed)
     classes = model.cfg.num_classes
-    if args.class_label is not None and not classes:
-        raise ConfigError("this model is not class-conditional; train it with --class-conditional to use --class")
+    if (args.class_label is not None or args.per_class) and not classes:
+        raise ConfigError("this model is not class-conditional; train it with --class-conditional to use --class "
+                          "or --per-class")
     if args.class_label is not None and not 0 <= args.class_label < classes:
-        raise ConfigError(f"--class must be in 0..{classes - 1}")
+        raise ConfigError(f"--class must be in 0..{classes - 1}, e.g. --class 0, not {args.class_label}")
+    y, columns = args.class_label, None
     if args.per_class:
-        if not classes:
-            raise ConfigError("--per-class needs a class-conditional model")
-        y = torch.arange(classes).repeat_interleave(args.n)  # one row of n images per class
-        x = model.sample(len(y), temperature=args.temperature, generator=generator, method=args.method,
-                         progress=not args.quiet, y=y)
-        path = save_grid(x, model.levels, args.output, columns=args.n)
-        print(f"wrote {args.n} samples of each of {classes} classes (one row per class) to {path}")
-        return 0
-    x = model.sample(args.n, temperature=args.temperature, generator=generator, method=args.method,
-                     progress=not args.quiet, y=args.class_label)
-    path = save_grid(x, model.levels, args.output)
-    print(f"wrote {args.n} samples to {path}")
+        y, columns = torch.arange(classes).repeat_interleave(args.n), args.n  # one row of n images per class
+    x = model.sample(args.n if columns is None else len(y), temperature=args.temperature, generator=generator,
+                     method=args.method, progress=not args.quiet, y=y)
+    path = save_grid(x, model.levels, output, columns=columns)
+    what = f"{args.n} samples of each of {classes} classes (one row per class)" if columns else f"{args.n} samples"
+    print(f"wrote {what} to {path}")
     return 0
 
 
-def cmd_complete(args) -> int:
-    from .generate import occlusion
-    from .images import completion_panel
+# complete
 
+def add_complete(sub, shared: Shared) -> None:
+    p = sub.add_parser(
+        "complete", help="occlude real images and sample the rest several times",
+        parents=[shared.run, shared.running, shared.trained_on, shared.split, shared.data_dir, shared.generation,
+                 shared.quiet],
+        description="Occlude part of real images and complete them with the model, as in the paper's figure 1. "
+                    "The model generates in raster order, so it conditions only on what comes before each value: "
+                    "with an occlusion that is not a suffix in raster order (right-half, a box, a mask), the known "
+                    "pixels after the first hidden one are kept but cannot influence the values drawn before them.")
+    p.add_argument("--occlude", default="bottom-half",
+                   help="bottom-half, right-half, box:x0,y0,x1,y1, or a PNG mask (white = hidden)")
+    p.add_argument("-n", type=count, default=8, help="number of images")
+    p.add_argument("--first", type=int, default=0, help="index of the first image in the split")
+    p.add_argument("-k", "--samples", type=count, default=4, help="completions per image")
+    _output_flags(p, "completions.png", "the PNG panel to write")
+    p.set_defaults(func=cmd_complete)
+
+
+def cmd_complete(args) -> int:
+    output = _writable(args.output, args.force, image=True)
     model, data = _model_and_data(args)
     originals = data.images[args.first:args.first + args.n].long()
     known = occlusion(args.occlude, model.image_shape)
@@ -176,9 +350,21 @@ def cmd_complete(args) -> int:
     completions = model.complete(batch, known, temperature=args.temperature, generator=generator,
                                  progress=not args.quiet, y=y)
     path = completion_panel(originals, known, completions.view(len(originals), args.samples, *model.image_shape),
-                            model.levels, args.output)
+                            model.levels, output)
     print(f"wrote {len(originals)} x {args.samples} completions to {path}")
     return 0
+
+
+# compress, decompress
+
+def add_compress(sub, shared: Shared) -> None:
+    p = sub.add_parser("compress", help="compress images losslessly with a model",
+                       parents=[shared.run, shared.running, shared.split, shared.data_dir, shared.quiet])
+    p.add_argument("images", nargs="*", help="PNG/JPEG files of the model's size")
+    _output_flags(p, None, "the compressed file")
+    p.add_argument("--limit", type=count, help="only the first N images of the split (with --data)")
+    p.add_argument("--data", help="compress a split of this data set instead of files")
+    p.set_defaults(func=cmd_compress)
 
 
 def _load_images(args):
@@ -186,25 +372,17 @@ def _load_images(args):
     if args.data:
         model, data = _model_and_data(args)
         return model, data.images[:args.limit].long()
-    from .checkpoint import load_checkpoint
-    from .images import read_image
-
     model = load_checkpoint(args.run)
     if not args.images:
-        raise ConfigError("give image files to compress, or --data NAME")
+        raise ConfigError("give image files to compress, or --data NAME, e.g. --data digits")
     return model, torch.stack([read_image(path, model.image_shape, model.levels) for path in args.images])
 
 
 def cmd_compress(args) -> int:
-    import math
-
-    from . import codec
-    from .distributions import nats_to_bits_per_dim
-    from .evaluate import evaluate
-
+    out = _writable(args.output, args.force)
     model, images = _load_images(args)
     data = codec.encode(model, images, progress=not args.quiet)
-    out = write_atomic(args.output, data)  # never a half-written file under the final name, nor a stray .tmp
+    write_atomic(out, data)  # never a half-written file under the final name, nor a stray .tmp
     dims = images[0].numel()
     nll = evaluate(model, images, batch_size=64)["nats_per_image"]
     print(f"compressed {len(images)} images to {len(data)} bytes: "
@@ -213,18 +391,25 @@ def cmd_compress(args) -> int:
     return 0
 
 
-def cmd_decompress(args) -> int:
-    from . import codec
-    from .checkpoint import load_checkpoint
-    from .images import save_image
+def add_decompress(sub, shared: Shared) -> None:
+    p = sub.add_parser("decompress", help="restore the images of a compressed file as PNGs",
+                       parents=[shared.run, shared.running, shared.quiet])
+    p.add_argument("file", help="the compressed file")
+    _output_flags(p, None, "folder for the PNG files (image-00000.png, ...)")
+    p.set_defaults(func=cmd_decompress)
 
+
+def cmd_decompress(args) -> int:
+    out = Path(args.output)
+    if any(out.glob("image-*.png")) and not args.force:
+        raise ConfigError(f"{out} already holds decompressed images; pass --force to overwrite them, or -o another "
+                          "folder")
     model = load_checkpoint(args.run)
     try:
         data = Path(args.file).read_bytes()
     except OSError as e:
         raise PixelRNNError(f"cannot read {args.file}: {e.strerror}") from None
     images = codec.decode(model, data, progress=not args.quiet)
-    out = Path(args.output)
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
     for k, image in enumerate(images):
@@ -233,11 +418,22 @@ def cmd_decompress(args) -> int:
     return 0
 
 
-def cmd_bench(args) -> int:
-    from .benchmark import train_speed
-    from .data import load_dataset
-    from .models import build_model
+# bench
 
+def add_bench(sub, shared: Shared) -> None:
+    p = sub.add_parser("bench", help="training images/s of a model configuration",
+                       parents=[shared.running, shared.model, shared.data_dir])
+    p.add_argument("--model", choices=model_names(), default="pixelcnn", help="model family")
+    p.add_argument("--data", default="digits", help="data set whose images and shape to use")
+    p.add_argument("--batch-size", type=count, default=16, help="images per step")
+    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
+                   help="precisions to measure")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--steps", type=count, default=10, help="timed steps (the median is reported)")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
     data = load_dataset(args.data, "train", args.data_dir)
     options = _model_options(args)
     gen = torch.Generator().manual_seed(0)
@@ -251,128 +447,24 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def _add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--layers", type=int, help="layers (residual blocks / LSTM layers)")
-    p.add_argument("--hidden", type=int, help="h, the hidden width")
-    p.add_argument("--head", type=int, help="width of the output head")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="any other model option, e.g. --set residual=false (repeatable)")
+COMMANDS = (add_train, add_evaluate, add_sample, add_complete, add_compress, add_decompress, add_bench, add_presets)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import PRECISIONS, PRESETS
-    from .data import SPLITS
-    from .models import model_names
-
-    parser = Parser(prog="pixelrnn", description="PixelRNN models: train, evaluate, sample, complete.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-
-    p = sub.add_parser("train", help="train a model")
-    p.add_argument("--model", choices=model_names())
-    p.add_argument("--data", help="digits, mnist, binarized-mnist, fashion-mnist, cifar10, imagenet32, imagenet64 "
-                                  "or folder:PATH")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--preset", help=f"named configuration: {', '.join(PRESETS)}")
-    _add_model_flags(p)
-    steps = p.add_mutually_exclusive_group()
-    steps.add_argument("--steps", type=int)
-    steps.add_argument("--epochs", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--precision", choices=PRECISIONS)
-    p.add_argument("--optimizer", choices=("rmsprop", "adam"))
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--time-limit", type=float, metavar="MINUTES", help="stop (with a checkpoint) after this long")
-    p.add_argument("--image-size", type=int, help="resize folder:PATH images to this size")
-    p.add_argument("--data-dir", help="where data sets live (default $PIXELRNN_DATA_DIR or ~/.cache/pixelrnn/data)")
-    p.add_argument("--class-conditional", action="store_true",
-                   help="condition on the data set's class labels (a learned bias per class in every layer)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("evaluate", help="exact bits/dim and nats/image over a data split")
-    p.add_argument("run", help="run directory or checkpoint")
-    p.add_argument("--data", help="data set (default: the one the model was trained on)")
-    p.add_argument("--split", default="test", choices=SPLITS)
-    p.add_argument("--limit", type=int, help="only the first N images")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--data-dir")
-    p.add_argument("--json", help="where to write the result (default RUN/eval-DATA-SPLIT.json)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("sample", help="draw samples into a PNG grid")
-    p.add_argument("run", help="run directory or checkpoint")
-    p.add_argument("-n", type=int, default=64, help="number of images")
-    p.add_argument("-o", "--output", default="samples.png")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--class", dest="class_label", type=int, help="the class to draw (class-conditional models)")
-    p.add_argument("--per-class", action="store_true", help="a grid with one row of -n samples per class")
-    p.add_argument("--method", default="fast", choices=("fast", "naive"),
-                   help="fast: each layer at the new pixel only; naive: a full forward pass per value")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_sample)
-
-    p = sub.add_parser(
-        "complete", help="occlude real images and sample the rest several times",
-        description="Occlude part of real images and complete them with the model, as in the paper's figure 1. "
-                    "The model generates in raster order, so it conditions only on what comes before each value: "
-                    "with an occlusion that is not a suffix in raster order (right-half, a box, a mask), the known "
-                    "pixels after the first hidden one are kept but cannot influence the values drawn before them.")
-    p.add_argument("run", help="run directory or checkpoint")
-    p.add_argument("--occlude", default="bottom-half",
-                   help="bottom-half, right-half, box:x0,y0,x1,y1, or a PNG mask (white = hidden)")
-    p.add_argument("--data", help="data set of the images (default: the one the model was trained on)")
-    p.add_argument("--split", default="test", choices=SPLITS)
-    p.add_argument("--data-dir")
-    p.add_argument("-n", type=int, default=8, help="number of images")
-    p.add_argument("--first", type=int, default=0, help="index of the first image in the split")
-    p.add_argument("-k", "--samples", type=int, default=4, help="completions per image")
-    p.add_argument("-o", "--output", default="completions.png")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_complete)
-
-    p = sub.add_parser("compress", help="compress images losslessly with a model")
-    p.add_argument("run", help="run directory or checkpoint")
-    p.add_argument("images", nargs="*", help="PNG/JPEG files of the model's size")
-    p.add_argument("-o", "--output", required=True, help="the compressed file")
-    p.add_argument("--data", help="compress a data-set split instead of files")
-    p.add_argument("--split", default="test", choices=SPLITS)
-    p.add_argument("--limit", type=int, help="only the first N images of the split")
-    p.add_argument("--data-dir")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_compress)
-
-    p = sub.add_parser("decompress", help="restore the images of a compressed file as PNGs")
-    p.add_argument("run", help="the run directory or checkpoint that compressed the file")
-    p.add_argument("file")
-    p.add_argument("-o", "--output", required=True, help="directory for the PNG files")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_decompress)
-
-    p = sub.add_parser("bench", help="training images/s of a model configuration")
-    p.add_argument("--model", choices=model_names(), default="pixelcnn")
-    _add_model_flags(p)
-    p.add_argument("--data", default="digits")
-    p.add_argument("--data-dir")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=10)
-    p.set_defaults(func=cmd_bench)
+    parser = Parser(prog="pixelrnn", formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"pixelrnn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    shared = Shared.build()
+    for add in COMMANDS:
+        add(sub, shared)
+    for p in sub.choices.values():
+        p.formatter_class = HelpFormatter
+    parser.description = (f"PixelRNN models (van den Oord et al., 2016): {', '.join(sub.choices)}. "
+                          f"`pixelrnn COMMAND --help` describes each.")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .allocator import tune
-
     tune()  # fewer page faults in training and sampling; see allocator.py
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -382,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"pixelrnn {args.command}: error: {e}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write(f"pixelrnn {args.command}: interrupted\n")
+        # train handles Ctrl-C itself (it saves and says how to go on); this one came before or while saving.
+        sys.stderr.write(f"pixelrnn {args.command}: interrupted; nothing new was written\n")
         return 130
 
 

@@ -8,15 +8,30 @@ can be overridden. An unknown field is an error, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .data import dataset_info
 from .errors import ConfigError
+from .precision import PRECISIONS
 
 OPTIMIZERS = ("rmsprop", "adam")
 SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("fp32", "bf16")
+
+
+# The fields that `pixelrnn train` sets with a flag of their own (--batch-size sets batch_size); every other field
+# is set with --set FIELD=VALUE, as model options are.
+FLAG_FIELDS = ("model", "data", "data_dir", "image_size", "steps", "epochs", "batch_size", "precision", "optimizer",
+               "lr", "seed", "eval_every", "checkpoint_every")
+
+
+def _named(field_name: str) -> str:
+    """A config field as both the library and the command line call it: ``batch_size (--batch-size)``."""
+    if field_name in FLAG_FIELDS:
+        return f"{field_name} (--{field_name.replace('_', '-')})"
+    return f"{field_name} (--set {field_name}=...)"
 
 
 @dataclass(frozen=True)
@@ -45,21 +60,21 @@ class TrainConfig:
     eval_batch_size: int = 256
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
-        if self.lr_schedule not in SCHEDULES:
-            raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, not {self.lr_schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{_named(name)} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         if self.steps is not None and self.epochs is not None:
-            raise ConfigError("give either steps or epochs, not both")
-        for name in ("batch_size", "eval_batch_size", "log_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.steps is not None and self.steps < 1 or self.epochs is not None and self.epochs <= 0:
-            raise ConfigError("steps and epochs must be positive")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, not {self.lr}")
+            raise ConfigError("give either --steps or --epochs, not both")
+        for name in ("batch_size", "eval_batch_size", "log_every", "checkpoint_every", "steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{_named(name)} must be at least 1, e.g. {getattr(TrainConfig, name) or 1}, "
+                                  f"not {value}")
+        for name in ("epochs", "lr"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{_named(name)} must be positive, e.g. {getattr(TrainConfig, name) or 1}, "
+                                  f"not {value}")
 
     def total_steps(self, train_images: int) -> int:
         """The number of optimizer steps, from ``steps`` or ``epochs`` (1000 steps if neither is given)."""
@@ -84,59 +99,141 @@ class TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # Small, for tests and the README: trains in seconds.
-    "tiny": dict(model="pixelcnn", model_options=dict(layers=1, hidden=8, head=16), data="digits", steps=30,
-                 batch_size=16, eval_every=0, eval_limit=200, checkpoint_every=1000, warmup_steps=5),
-    # The demo: a PixelCNN on scikit-learn's 8x8 digits, a few minutes on a laptop CPU.
-    "digits": dict(model="pixelcnn", model_options=dict(layers=4, hidden=32, head=64), data="digits", steps=1500,
-                   batch_size=32, lr=2e-3, eval_every=500, checkpoint_every=500),
-    # CPU-sized PixelCNN for 28x28 data: 7 residual blocks, h = 64.
-    "fashion-pixelcnn": dict(model="pixelcnn", model_options=dict(layers=7, hidden=64, head=64),
-                             data="fashion-mnist", epochs=5, batch_size=16, eval_every=2000),
-    # CPU-sized recurrent models for 28x28 data: 7 layers, h = 64.
-    "fashion-row-lstm": dict(model="row_lstm", model_options=dict(layers=7, hidden=64, head=64),
-                             data="fashion-mnist", epochs=2, batch_size=16, precision="bf16", eval_every=2000),
-    "fashion-diagonal-bilstm": dict(model="diagonal_bilstm", model_options=dict(layers=7, hidden=64, head=64),
-                                    data="fashion-mnist", epochs=1, batch_size=16, precision="bf16",
-                                    eval_every=2000),
-    # Multi-Scale PixelRNN (section 3.5) on CPU: a 14 x 14 image, then the rest of 28 x 28 given it.
-    "fashion-multiscale": dict(model="multiscale", model_options=dict(base="pixelcnn", small=14, layers=7, hidden=64,
-                                                                      head=64),
-                               data="fashion-mnist", epochs=5, batch_size=16, precision="bf16", eval_every=2000),
-    # Class-conditional PixelCNN on CPU: a learned per-class bias in every layer.
-    "fashion-pixelcnn-classes": dict(model="pixelcnn", model_options=dict(layers=7, hidden=64, head=64,
-                                                                          num_classes=10),
-                                     data="fashion-mnist", epochs=5, batch_size=16, precision="bf16",
-                                     eval_every=2000),
-    "imagenet64-multiscale": dict(model="multiscale", model_options=dict(base="row_lstm", small=32, layers=4,
-                                                                         hidden=512, head=1024, residual=False),
-                                  data="imagenet64", epochs=10, batch_size=32, eval_every=10000),
+@dataclass(frozen=True)
+class Preset:
+    """A named set of defaults: what it is for, and the config fields it sets."""
+
+    about: str
+    values: dict[str, Any]
+    cpu: bool = False  # trains on a laptop CPU in minutes to an hour: the default for its data set and model
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("for tests: a 1-block PixelCNN on 8x8 digits, seconds", dict(
+        model="pixelcnn", model_options=dict(layers=1, hidden=8, head=16), data="digits", steps=30, batch_size=16,
+        eval_every=0, eval_limit=200, checkpoint_every=1000, warmup_steps=5)),
+    "digits": Preset("the demo: a PixelCNN on 8x8 digits, about a minute on a laptop CPU", dict(
+        model="pixelcnn", model_options=dict(layers=4, hidden=32, head=64), data="digits", steps=1500, batch_size=32,
+        lr=2e-3, eval_every=500, checkpoint_every=500), cpu=True),
+    "fashion-pixelcnn": Preset("CPU-sized PixelCNN for 28x28 data: 7 blocks, h = 64, 5 epochs", dict(
+        model="pixelcnn", model_options=dict(layers=7, hidden=64, head=64), data="fashion-mnist", epochs=5,
+        batch_size=16, eval_every=2000), cpu=True),
+    "fashion-row-lstm": Preset("CPU-sized Row LSTM: 7 layers, h = 64, bf16, 2 epochs", dict(
+        model="row_lstm", model_options=dict(layers=7, hidden=64, head=64), data="fashion-mnist", epochs=2,
+        batch_size=16, precision="bf16", eval_every=2000), cpu=True),
+    "fashion-diagonal-bilstm": Preset("CPU-sized Diagonal BiLSTM: 7 layers, h = 64, bf16, 1 epoch", dict(
+        model="diagonal_bilstm", model_options=dict(layers=7, hidden=64, head=64), data="fashion-mnist", epochs=1,
+        batch_size=16, precision="bf16", eval_every=2000), cpu=True),
+    "fashion-multiscale": Preset("Multi-Scale PixelRNN (section 3.5): 14x14, then 28x28 given it; PixelCNN base",
+                                 dict(model="multiscale", model_options=dict(base="pixelcnn", small=14, layers=7,
+                                                                             hidden=64, head=64),
+                                      data="fashion-mnist", epochs=5, batch_size=16, precision="bf16",
+                                      eval_every=2000), cpu=True),
+    "fashion-pixelcnn-classes": Preset("class-conditional PixelCNN: a learned per-class bias in every layer", dict(
+        model="pixelcnn", model_options=dict(layers=7, hidden=64, head=64, num_classes=10), data="fashion-mnist",
+        epochs=5, batch_size=16, precision="bf16", eval_every=2000)),
+    "imagenet64-multiscale": Preset("Multi-Scale Row LSTM on 64x64 ImageNet (GPU)", dict(
+        model="multiscale", model_options=dict(base="row_lstm", small=32, layers=4, hidden=512, head=1024,
+                                               residual=False),
+        data="imagenet64", epochs=10, batch_size=32, eval_every=10000)),
     # The paper's configurations (section 5, tables 2-4). Output heads: 32 maps for MNIST, 1024 for CIFAR-10
     # and ImageNet (the paper's figure is not certain). The paper trains "until convergence"; the epoch
     # counts here are a starting point.
-    "mnist-pixelcnn": dict(model="pixelcnn", model_options=dict(layers=15, hidden=16, head=32),
-                           data="binarized-mnist", epochs=50, batch_size=16),
-    "mnist-diagonal-bilstm-7x16": dict(model="diagonal_bilstm", model_options=dict(layers=7, hidden=16, head=32),
-                                       data="binarized-mnist", epochs=50, batch_size=16),
-    "mnist-diagonal-bilstm-1x32": dict(model="diagonal_bilstm", model_options=dict(layers=1, hidden=32, head=32),
-                                       data="binarized-mnist", epochs=50, batch_size=16),
-    "cifar10-pixelcnn": dict(model="pixelcnn", model_options=dict(layers=15, hidden=128, head=1024), data="cifar10",
-                             epochs=100, batch_size=16, eval_every=5000),
-    "cifar10-row-lstm": dict(model="row_lstm", model_options=dict(layers=12, hidden=128, head=1024), data="cifar10",
-                             epochs=100, batch_size=16, eval_every=5000),
-    "cifar10-diagonal-bilstm": dict(model="diagonal_bilstm", model_options=dict(layers=12, hidden=128, head=1024),
-                                    data="cifar10", epochs=100, batch_size=16, eval_every=5000),
-    "imagenet32-row-lstm": dict(model="row_lstm", model_options=dict(layers=12, hidden=384, head=1024),
-                                data="imagenet32", epochs=10, batch_size=32, eval_every=10000),
-    "imagenet64-row-lstm": dict(model="row_lstm", model_options=dict(layers=4, hidden=512, head=1024,
-                                                                     residual=False),
-                                data="imagenet64", epochs=10, batch_size=32, eval_every=10000),
+    "binarized-mnist-pixelcnn": Preset("the paper's PixelCNN for binarized MNIST (table 4)", dict(
+        model="pixelcnn", model_options=dict(layers=15, hidden=16, head=32), data="binarized-mnist", epochs=50,
+        batch_size=16)),
+    "binarized-mnist-diagonal-bilstm-7x16": Preset("the paper's Diagonal BiLSTM, 7 layers, h = 16 (table 4)", dict(
+        model="diagonal_bilstm", model_options=dict(layers=7, hidden=16, head=32), data="binarized-mnist",
+        epochs=50, batch_size=16)),
+    "binarized-mnist-diagonal-bilstm-1x32": Preset("the paper's Diagonal BiLSTM, 1 layer, h = 32 (table 4)", dict(
+        model="diagonal_bilstm", model_options=dict(layers=1, hidden=32, head=32), data="binarized-mnist",
+        epochs=50, batch_size=16)),
+    "cifar10-pixelcnn": Preset("the paper's PixelCNN for CIFAR-10, 15 blocks, h = 128 (table 3; GPU)", dict(
+        model="pixelcnn", model_options=dict(layers=15, hidden=128, head=1024), data="cifar10", epochs=100,
+        batch_size=16, eval_every=5000)),
+    "cifar10-row-lstm": Preset("the paper's Row LSTM for CIFAR-10, 12 layers, h = 128 (table 3; GPU)", dict(
+        model="row_lstm", model_options=dict(layers=12, hidden=128, head=1024), data="cifar10", epochs=100,
+        batch_size=16, eval_every=5000)),
+    "cifar10-diagonal-bilstm": Preset("the paper's Diagonal BiLSTM for CIFAR-10, 12 layers, h = 128 (table 3; GPU)",
+                                      dict(model="diagonal_bilstm",
+                                           model_options=dict(layers=12, hidden=128, head=1024), data="cifar10",
+                                           epochs=100, batch_size=16, eval_every=5000)),
+    "imagenet32-row-lstm": Preset("the paper's Row LSTM for 32x32 ImageNet, 12 layers, h = 384 (GPU)", dict(
+        model="row_lstm", model_options=dict(layers=12, hidden=384, head=1024), data="imagenet32", epochs=10,
+        batch_size=32, eval_every=10000)),
+    "imagenet64-row-lstm": Preset("the paper's Row LSTM for 64x64 ImageNet, 4 layers, h = 512 (GPU)", dict(
+        model="row_lstm", model_options=dict(layers=4, hidden=512, head=1024, residual=False), data="imagenet64",
+        epochs=10, batch_size=32, eval_every=10000)),
 }
+
+# Presets are named after the data they train on; these old names said "mnist" for binarized MNIST. Nothing was
+# released under them, so they are not aliases: using one is an error that names the new name.
+RENAMED = {"mnist-pixelcnn": "binarized-mnist-pixelcnn",
+           "mnist-diagonal-bilstm-7x16": "binarized-mnist-diagonal-bilstm-7x16",
+           "mnist-diagonal-bilstm-1x32": "binarized-mnist-diagonal-bilstm-1x32"}
 
 
 def preset(name: str) -> dict[str, Any]:
     """The fields of a named preset."""
+    if name in RENAMED:
+        raise ConfigError(f"preset {name!r} is now called {RENAMED[name]!r} (presets are named after their data); "
+                          f"pass --preset {RENAMED[name]}")
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return dict(PRESETS[name])
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} (`pixelrnn presets` "
+                          f"describes them)")
+    return dict(PRESETS[name].values)
+
+
+def default_preset(data: str, model: str) -> str | None:
+    """The CPU-sized preset for a data set and model, if there is one (what `train --data D` uses by default)."""
+    return next((name for name, p in PRESETS.items()
+                 if p.cpu and p.values["data"] == data and p.values["model"] == model), None)
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as a dict; values are read as JSON where they parse (3, false, [1, 2]), else text."""
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes KEY=VALUE, e.g. --set residual=false, not {item!r}")
+        try:
+            values[key.replace("-", "_")] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key.replace("-", "_")] = text
+    return values
+
+
+def merge(base: dict[str, Any], flags: dict[str, Any], sets: dict[str, Any],
+          class_conditional: bool = False) -> TrainConfig:
+    """A training config: ``base`` (a preset, or a resumed run's own settings), then the flags given, then --set.
+
+    Args:
+        base: config fields to start from.
+        flags: fields given by flag; None means "not given". ``steps`` and ``epochs`` replace each other.
+        sets: --set values: a config field sets that field, anything else is a model option (layers, residual, ...).
+        class_conditional: condition the model on the data set's class labels.
+    """
+    values = dict(base)
+    given = {k: v for k, v in flags.items() if v is not None}
+    if "steps" in given:
+        values.pop("epochs", None)
+    if "epochs" in given:
+        values.pop("steps", None)
+    values.update(given)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model_options"}
+    values.update({k: v for k, v in sets.items() if k in fields})
+    options = {k: v for k, v in sets.items() if k not in fields}
+    if class_conditional:
+        options["num_classes"] = _classes(values.get("data", TrainConfig.data))
+    if options:
+        values["model_options"] = {**values.get("model_options", {}), **options}
+    return TrainConfig.from_dict(values)
+
+
+def _classes(data: str) -> int:
+    classes = dataset_info(data)["num_classes"]
+    if not classes:
+        raise ConfigError(f"--class-conditional needs a data set with class labels, e.g. --data digits; "
+                          f"{data} has none")
+    return classes

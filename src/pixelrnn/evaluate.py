@@ -9,22 +9,12 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 
 import torch
 from tqdm.auto import tqdm
 
-from .config import PRECISIONS
 from .distributions import nats_to_bits_per_dim
-
-
-def autocast(precision: str, device: torch.device | str = "cpu"):
-    """The autocast context for a precision name: bf16 runs matrix work in bfloat16, fp32 changes nothing."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if precision == "bf16":
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-    return nullcontext()
+from .precision import autocast
 
 
 @torch.no_grad()

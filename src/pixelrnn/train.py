@@ -5,16 +5,19 @@ likelihood with RMSProp (the best of the update rules the paper tried) at batch 
 inputs that are only scaled and centred. The loss is bits/dim of the batch, computed in float32 even when the
 network runs in bfloat16.
 
-A run lives in one directory: ``train_config.json``, ``metrics.csv`` (and TensorBoard events if TensorBoard is
-installed), and ``checkpoints/``. Resuming restores the weights, the optimizer and schedule, the step and the RNG
-state; the data order is a pure function of the seed and the step, so N steps in one go and N/2 + resume + N/2
-give the same weights.
+A run lives in one folder (``checkpoint.RunFolder``). Resuming restores the weights, the optimizer and schedule,
+the step and the RNG state; the data order is a pure function of the seed and the step, so N steps in one go and
+N/2 + resume + N/2 give the same weights.
+
+Resuming with another total (``--resume --steps N``) keeps the learning rate continuous: from the rate the run had
+reached, it moves linearly over ``warmup_steps`` to the rate that the schedule for the new total gives at that step,
+then follows that schedule. A finished cosine run (rate 0) so warms up again, and an unfinished one glides onto the
+stretched curve, without a jump either way.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from pathlib import Path
@@ -27,10 +30,13 @@ from .config import TrainConfig
 from .data import load_dataset
 from .distributions import bits_per_dim
 from .errors import ConfigError
-from .evaluate import autocast, evaluate
+from .evaluate import evaluate
 from .models import build_model
+from .precision import autocast
 
-RUN_CONFIG = "train_config.json"
+# A run expected to take longer than this says so, in one line, once its first steps have been timed.
+LONG_RUN_SECONDS = 600
+TIMED_STEPS = 5
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
@@ -39,17 +45,35 @@ def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=config.lr)
 
 
-def lr_factor(config: TrainConfig, total_steps: int):
-    """Linear warm-up, then constant or cosine decay to zero."""
+def lr_factor(config: TrainConfig, total_steps: int, extended: tuple[int, float] | None = None):
+    """The learning rate factor of each step: linear warm-up, then constant or cosine decay to zero at the end.
+
+    Args:
+        config: the training config (schedule, warm-up).
+        total_steps: the run's total number of steps.
+        extended: (step, factor) where a resumed run changed its total: from that factor, a linear ramp of
+            ``warmup_steps`` joins the schedule for ``total_steps`` (see the module docstring).
+    """
     warmup = min(config.warmup_steps, total_steps // 10)
 
-    def factor(step: int) -> float:
+    def planned(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         if config.lr_schedule == "constant":
             return 1.0
         progress = (step - warmup) / max(1, total_steps - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    if extended is None:
+        return planned
+    start, start_factor = extended
+    ramp = max(1, min(config.warmup_steps, total_steps - start))
+    target = planned(start + ramp)
+
+    def factor(step: int) -> float:
+        if step >= start + ramp:
+            return planned(step)
+        return start_factor + (target - start_factor) * (step - start) / ramp
 
     return factor
 
@@ -67,8 +91,8 @@ class MetricsLog:
 
     FIELDS = ("step", "split", "bits_per_dim", "images_per_s", "lr", "seconds")
 
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / "metrics.csv"
+    def __init__(self, run: ckpt.RunFolder):
+        self.path = run.metrics
         new = not self.path.exists()
         self.file = open(self.path, "a", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=self.FIELDS)
@@ -77,7 +101,7 @@ class MetricsLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+            self.tensorboard = SummaryWriter(str(run.tensorboard))
         except ImportError:  # TensorBoard is optional
             self.tensorboard = None
 
@@ -93,22 +117,37 @@ class MetricsLog:
             self.tensorboard.close()
 
 
-def _check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
-    stored = run_dir / RUN_CONFIG
+def _check_run_dir(run: ckpt.RunFolder, config: TrainConfig, resume: bool) -> None:
     if not resume:
-        if (run_dir / "checkpoints" / "latest").exists():
-            raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
+        if run.has_checkpoint():
+            raise ConfigError(f"{run.root} already holds a run; pass --resume to continue it, or choose another --out")
         return
-    if not (run_dir / "checkpoints" / "latest").exists():
-        raise ConfigError(f"nothing to resume in {run_dir}: it holds no checkpoint; drop --resume to start a run")
-    before = TrainConfig.from_dict(json.loads(stored.read_text()))
+    if not run.has_checkpoint():
+        raise ConfigError(f"nothing to resume in {run.root}: it holds no checkpoint; drop --resume to start a run")
+    before = TrainConfig.from_dict(run.read_config())
     # Only how long and how often may change on resume; anything else would be a different run.
     may_change = {"steps", "epochs", "eval_every", "eval_limit", "checkpoint_every", "log_every", "eval_batch_size",
                   "data_dir"}
     changed = [k for k, v in config.to_dict().items() if k not in may_change and before.to_dict()[k] != v]
     if changed:
-        raise ConfigError(f"{run_dir} was trained with other values of {', '.join(changed)}; "
-                          f"resume with the run's own settings (see {stored})")
+        raise ConfigError(f"{run.root} was trained with other values of {', '.join(changed)}; "
+                          f"resume with the run's own settings (see {run.config})")
+
+
+def _schedule_extension(state: dict, total_steps: int, lr: float) -> tuple[int, float] | None:
+    """Where a resumed run's learning rate schedule was last extended, as (step, factor); None if never."""
+    if state.get("total_steps", total_steps) == total_steps:
+        return state.get("lr_extended")  # the same total as before: the same schedule, for an exact resume
+    next_lr = state["optimizer"]["param_groups"][0]["lr"]  # the rate the next step would have used
+    return int(state["step"]), next_lr / lr
+
+
+def estimate_line(seconds_per_step: float, steps_left: int) -> str:
+    """One plain line on how long the rest of a run will take."""
+    minutes = seconds_per_step * steps_left / 60
+    when = f"{minutes:.0f} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours"
+    return (f"about {when} to go: {steps_left} steps at {seconds_per_step:.2f} s/step "
+            f"(--time-limit MINUTES stops with a checkpoint; --resume continues)")
 
 
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -124,13 +163,21 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         time_limit: stop (with a checkpoint) after this many seconds of training in this call.
 
     Returns:
-        {"step", "total_steps", "train_bits_per_dim", "valid": evaluation dict or None, "images_per_s"}.
+        {"step", "total_steps", "train_bits_per_dim" and "images_per_s" (None if this call made no step),
+        "valid": evaluation dict or None, "stopped": why it stopped ("finished", "already finished",
+        "time limit", "interrupted" (Ctrl-C), "stop_after"), "checkpoint": the run's newest checkpoint folder}.
     """
-    run_dir = Path(run_dir)
-    _check_run_dir(run_dir, config, resume)
+    run = ckpt.RunFolder(run_dir)
+    _check_run_dir(run, config, resume)
     train_data = load_dataset(config.data, "train", config.data_dir, image_size=config.image_size)
     valid_data = load_dataset(config.data, "valid", config.data_dir, image_size=config.image_size)
     total_steps = config.total_steps(len(train_data))
+    state = ckpt.load_trainer_state(run.root) if resume else None
+    step = int(state["step"]) if state else 0
+    result = {"step": step, "total_steps": total_steps, "train_bits_per_dim": None, "valid": None,
+              "images_per_s": None, "stopped": "already finished", "checkpoint": run.latest() if resume else None}
+    if step >= total_steps:
+        return result  # nothing to train; the run and its files stay as they were
 
     torch.manual_seed(config.seed)
     model = build_model(config.model, train_data.image_shape, train_data.levels, **config.model_options)
@@ -139,22 +186,19 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         raise ConfigError(f"a class-conditional model of {model.cfg.num_classes} classes needs labels of as many "
                           f"classes; {config.data} has {train_data.num_classes or 'no'} classes")
     optimizer = make_optimizer(config, model.parameters())
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps))
-    step = 0
-    if resume:
-        state = ckpt.load_trainer_state(run_dir)
-        model.load_state_dict(ckpt.load_checkpoint(run_dir).state_dict())
+    extended = _schedule_extension(state, total_steps, config.lr) if state else None
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps, extended))
+    if state:
+        model.load_state_dict(ckpt.load_checkpoint(run.root).state_dict())
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RUN_CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    run.write_config(config.to_dict())
 
     def save() -> None:
         state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step,
-                 "torch_rng": torch.get_rng_state()}
-        ckpt.save_run_checkpoint(run_dir, step, model, state, extra_config={"train": config.to_dict()})
+                 "torch_rng": torch.get_rng_state(), "total_steps": total_steps, "lr_extended": extended}
+        result["checkpoint"] = run.save(step, model, state, extra_config={"train": config.to_dict()})
 
     def validate(limit: int | None) -> dict:
         images = valid_data.images if limit is None else valid_data.images[:limit]
@@ -164,10 +208,10 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
                   seconds=round(time.perf_counter() - start, 2))
         return result
 
-    log = MetricsLog(run_dir)
+    log = MetricsLog(run)
     model.train()
     start = time.perf_counter()
-    first_step, train_bpd, images_per_s, valid = step, float("nan"), float("nan"), None
+    first_step = step
     bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
     try:
         window_start, window_images = time.perf_counter(), 0
@@ -186,31 +230,46 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
             schedule.step()
             step += 1
             window_images += len(x)
-            train_bpd = loss.item()
+            result["train_bits_per_dim"] = loss.item()
             bar.update(1)
+            if step - first_step == 1:
+                timed_from = time.perf_counter()  # the first step pays one-off costs; time the ones after it
+            if step - first_step == 1 + TIMED_STEPS:
+                per_step = (time.perf_counter() - timed_from) / TIMED_STEPS
+                if per_step * (total_steps - step) >= LONG_RUN_SECONDS:
+                    bar.write(estimate_line(per_step, total_steps - step))
             if step % config.log_every == 0 or step == total_steps:
-                images_per_s = window_images / (time.perf_counter() - window_start)
-                bar.set_postfix(bpd=f"{train_bpd:.4f}", img_s=f"{images_per_s:.1f}")
-                log.write(step=step, split="train", bits_per_dim=train_bpd, images_per_s=round(images_per_s, 2),
-                          lr=schedule.get_last_lr()[0], seconds=round(time.perf_counter() - start, 2))
+                result["images_per_s"] = window_images / (time.perf_counter() - window_start)
+                bar.set_postfix(bpd=f"{result['train_bits_per_dim']:.4f}", img_s=f"{result['images_per_s']:.1f}")
+                log.write(step=step, split="train", bits_per_dim=result["train_bits_per_dim"],
+                          images_per_s=round(result["images_per_s"], 2), lr=schedule.get_last_lr()[0],
+                          seconds=round(time.perf_counter() - start, 2))
                 window_start, window_images = time.perf_counter(), 0
             if config.eval_every and step % config.eval_every == 0 and step < total_steps:
-                valid = validate(config.eval_limit)
-                bar.write(f"step {step}: valid bits/dim {valid['bits_per_dim']:.4f} (first {valid['images']} images)")
+                result["valid"] = validate(config.eval_limit)
+                bar.write(f"step {step}: valid bits/dim {result['valid']['bits_per_dim']:.4f} "
+                          f"(first {result['valid']['images']} images)")
             if step % config.checkpoint_every == 0:
                 save()
-            interrupted = stop_after is not None and step - first_step >= stop_after
-            out_of_time = time_limit is not None and time.perf_counter() - start >= time_limit
-            if interrupted or out_of_time:
+            if stop_after is not None and step - first_step >= stop_after:
+                result["stopped"] = "stop_after"
                 break
-        save()
+            if time_limit is not None and time.perf_counter() - start >= time_limit:
+                result["stopped"] = "time limit"
+                break
+        else:
+            result["stopped"] = "finished"
+        if result["checkpoint"] is None or result["checkpoint"].name != run.step(step).name:
+            save()
         if step >= total_steps:
-            valid = validate(None)
+            result["valid"] = validate(None)
     except KeyboardInterrupt:
         save()  # an interrupted run resumes from where it stopped
-        raise
+        result["stopped"] = "interrupted"
     finally:
         bar.close()
         log.close()
-    return {"step": step, "total_steps": total_steps, "train_bits_per_dim": train_bpd, "valid": valid,
-            "images_per_s": images_per_s}
+    if result["images_per_s"] is None and step > first_step:  # stopped before the first log step
+        result["images_per_s"] = (step - first_step) * config.batch_size / (time.perf_counter() - start)
+    result["step"] = step
+    return result
