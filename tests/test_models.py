@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import pixelrnn
-from conftest import tiny_model
+from helpers import tiny_model
 
 CAUSALITY_SHAPES = [(1, 4, 4), (3, 3, 3), (1, 5, 3), (3, 2, 4)]
 NORMALISATION_CASES = [((1, 3, 3), 2), ((3, 2, 2), 2), ((3, 1, 2), 3)]
@@ -25,7 +25,7 @@ def every_image(image_shape, levels):
 def test_causality(model_name, image_shape, dtype):
     """Changing any value at or after a position never changes that position's logits."""
     levels = 4
-    model = tiny_model(model_name, image_shape, levels, dtype=dtype, scale=2.0)
+    model = tiny_model(model_name, image_shape, levels, dtype=dtype, gain=2.0)
     gen = torch.Generator().manual_seed(1)
     x = torch.randint(0, levels, (2, *image_shape), generator=gen)
     order = model.order()
@@ -61,7 +61,7 @@ def test_logits_do_depend_on_the_past(model_name):
 @pytest.mark.parametrize("image_shape,levels", NORMALISATION_CASES)
 def test_normalisation(model_name, image_shape, levels):
     """exp(log_prob) summed over every possible image is 1, in float64."""
-    model = tiny_model(model_name, image_shape, levels, dtype=torch.float64, scale=2.0)
+    model = tiny_model(model_name, image_shape, levels, dtype=torch.float64, gain=2.0)
     images = every_image(image_shape, levels)
     with torch.no_grad():
         total = torch.cat([model.log_prob(chunk) for chunk in images.split(1024)]).exp().sum()
@@ -90,7 +90,7 @@ def chi_square_critical(df, z=3.09):
 
 def test_samples_follow_log_prob(model_name):
     image_shape, levels, n = (1, 1, 3), 3, 6000
-    model = tiny_model(model_name, image_shape, levels, dtype=torch.float64, scale=2.0)
+    model = tiny_model(model_name, image_shape, levels, dtype=torch.float64, gain=2.0)
     images = every_image(image_shape, levels)
     with torch.no_grad():
         expected = model.log_prob(images).exp() * n

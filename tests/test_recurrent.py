@@ -3,9 +3,10 @@
 import pytest
 import torch
 
+from pixelrnn.masks import ColourGroups
 from pixelrnn.models.diagonal_bilstm import DiagonalBiLSTMLayer, shift_down, skew, unskew
 from pixelrnn.models.row_lstm import RowLSTMLayer
-from conftest import tiny_model
+from helpers import tiny_model
 
 
 def test_skew_by_hand():
@@ -47,7 +48,7 @@ def test_diagonal_directions_and_down_shift_by_hand():
     shifted down, adds the rows above from the pixel's column rightwards. Nothing else."""
     torch.manual_seed(0)
     height, width = 4, 5
-    layer = DiagonalBiLSTMLayer(hidden=3, groups=1, grouping="contiguous").double()
+    layer = DiagonalBiLSTMLayer(hidden=3, colours=ColourGroups(1, "contiguous")).double()
     seen = influence(layer, height, width, channels=6)
     for (r, c), pixels in seen.items():
         left_to_right = {(i, j) for i in range(r + 1) for j in range(c + 1)}
@@ -59,7 +60,7 @@ def test_row_lstm_layer_sees_a_triangle():
     """Row r - d contributes columns c - d - 1 .. c + d (k = 3); the own row only columns c - 1 and c."""
     torch.manual_seed(0)
     height, width = 5, 7
-    layer = RowLSTMLayer(hidden=3, kernel=3, groups=1, grouping="contiguous").double()
+    layer = RowLSTMLayer(hidden=3, kernel=3, colours=ColourGroups(1, "contiguous")).double()
     seen = influence(layer, height, width, channels=6)
     for (r, c), pixels in seen.items():
         triangle = {(r - d, j) for d in range(r + 1) for j in range(c - d - 1, c + d + 1) if 0 <= j < width}
@@ -96,9 +97,9 @@ def test_diagonal_bilstm_model_sees_the_whole_context(image_shape):
 
 
 @pytest.mark.parametrize("make_layer", [
-    lambda: RowLSTMLayer(hidden=6, kernel=3, groups=3, grouping="contiguous"),
-    lambda: RowLSTMLayer(hidden=4, kernel=5, groups=1, grouping="interleaved"),
-    lambda: DiagonalBiLSTMLayer(hidden=6, groups=3, grouping="contiguous"),
+    lambda: RowLSTMLayer(hidden=6, kernel=3, colours=ColourGroups(3, "contiguous")),
+    lambda: RowLSTMLayer(hidden=4, kernel=5, colours=ColourGroups(1, "interleaved")),
+    lambda: DiagonalBiLSTMLayer(hidden=6, colours=ColourGroups(3, "contiguous")),
 ], ids=["row_lstm", "row_lstm_k5", "diagonal_bilstm"])
 @pytest.mark.parametrize("shape", [(2, 5, 3), (3, 4, 6), (1, 1, 1)])
 def test_fast_path_equals_reference(make_layer, shape):

@@ -161,7 +161,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_complete(args) -> int:
-    from .generate import occlusion
+    from .occlusion import occlusion
     from .images import completion_panel
 
     model, data = _model_and_data(args)
