@@ -140,10 +140,7 @@ def cmd_sample(args) -> int:
     model = load_checkpoint(args.run)
     generator = torch.Generator().manual_seed(args.seed)
     classes = model.cfg.num_classes
-    if args.class_label is not None and not classes:
-        raise ConfigError("this model is not class-conditional; train it with --class-conditional to use --class")
-    if args.class_label is not None and not 0 <= args.class_label < classes:
-        raise ConfigError(f"--class must be in 0..{classes - 1}")
+    model.check_labels(args.class_label)  # --class: a clear error for an unconditional model or a bad label
     if args.per_class:
         if not classes:
             raise ConfigError("--per-class needs a class-conditional model")
