@@ -79,3 +79,25 @@ def test_occlusions(tmp_path):
     Image.fromarray(mask[:3].numpy()).save(tmp_path / "small.png")
     with pytest.raises(PixelRNNError, match="6x3"):
         occlusion(str(tmp_path / "small.png"), shape)
+
+
+@pytest.mark.parametrize("image_shape", [(3, 3, 4), (3, 2, 2)])
+def test_stepwise_logits_with_interleaved_colour_groups(model_name, image_shape):
+    model = tiny_model(model_name, image_shape, 5, gain=2.0, grouping="interleaved")
+    x = torch.randint(0, 5, (3, *image_shape), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(stepwise_logits(model, x), model(x), atol=1e-12)
+
+
+def test_fast_and_naive_sampling_agree_with_interleaved_colour_groups(model_name):
+    model = tiny_model(model_name, (3, 2, 2), 6, gain=2.0, grouping="interleaved")
+    fast = model.sample(4, generator=torch.Generator().manual_seed(7), method="fast")
+    naive = model.sample(4, generator=torch.Generator().manual_seed(7), method="naive")
+    assert torch.equal(fast, naive)
+
+
+def test_one_label_or_one_per_image(model_name):
+    model = tiny_model(model_name, (1, 2, 2), 3, num_classes=2)
+    with pytest.raises(PixelRNNError, match="one per image"):
+        model.sample(3, y=torch.tensor([0, 1]))
+    assert model.sample(3, y=1).shape == (3, 1, 2, 2)
