@@ -180,3 +180,16 @@ def test_multiscale_small_side_that_does_not_fit_names_sizes_that_do():
         pixelrnn.build_model("multiscale", (1, 28, 28), 256)
     with pytest.raises(pixelrnn.PixelRNNError, match="none"):
         pixelrnn.build_model("multiscale", (1, 7, 5), 2, small=1)
+
+
+def test_parameter_names_are_the_checkpoint_format():
+    """Checkpoints store weights by these names; renaming one needs a new checkpoint format version."""
+    names = {name: sorted(tiny_model(name, (1, 2, 2), 2, layers=1).state_dict()) for name in ("pixelcnn", "row_lstm")}
+    assert names["pixelcnn"] == [
+        "blocks.0.conv.bias", "blocks.0.conv.weight", "blocks.0.expand.bias", "blocks.0.expand.weight",
+        "blocks.0.reduce.bias", "blocks.0.reduce.weight", "head.hidden.bias", "head.hidden.weight",
+        "head.logits.bias", "head.logits.weight", "input.bias", "input.weight"]
+    assert names["row_lstm"] == [
+        "head.hidden.bias", "head.hidden.weight", "head.logits.bias", "head.logits.weight", "input.bias",
+        "input.weight", "lstm_layers.0.input_to_state.bias", "lstm_layers.0.input_to_state.weight",
+        "lstm_layers.0.state_to_state.weight", "outputs.0.bias", "outputs.0.weight", "skips.0.bias", "skips.0.weight"]

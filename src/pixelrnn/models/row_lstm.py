@@ -43,8 +43,9 @@ class RowScan(torch.autograd.Function):
     Input: the input-to-state pre-activations ``gates_in`` (H, B, W, 4h) and the state-to-state matrix ``weight``
     (h*k, 4h) acting on the k neighbours of a pixel in the row above, gates in the order of ``GATES``. Output: the
     states (H, B, W, h). States live in a buffer with a zero row on top (the initial state) and k // 2 zero columns
-    on each side (the convolution's padding), so each row's neighbourhoods are one unfold of the row above. The matrix products run in the dtype
-    of ``gates_in`` (bfloat16 under autocast); the LSTM cell and its gradients in the dtype of ``weight``.
+    on each side (the convolution's padding), so each row's neighbourhoods are one unfold of the row above. The
+    matrix products run in the dtype of ``gates_in`` (bfloat16 under autocast); the LSTM cell and its gradients in
+    the dtype of ``weight``.
     """
 
     @staticmethod
