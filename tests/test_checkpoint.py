@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 import pixelrnn
 from pixelrnn import checkpoint
 from pixelrnn.errors import CheckpointError
-from conftest import tiny_model
+from helpers import tiny_model
 
 
 def test_round_trip_needs_no_flags(tmp_path, model_name):

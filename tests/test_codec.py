@@ -26,7 +26,7 @@ from pixelrnn import codec
 from pixelrnn.errors import ConfigError, ImageError, OutputError, write_atomic, writing
 from pixelrnn.images import read_image, save_grid
 from pixelrnn.cli import main
-from conftest import tiny_model
+from helpers import tiny_model
 
 CASES = [((1, 4, 5), 2), ((1, 3, 3), 17), ((3, 3, 4), 256), ((3, 2, 2), 5)]
 
@@ -38,7 +38,7 @@ def ideal_bits(model, images):
 
 @pytest.mark.parametrize("image_shape,levels", CASES)
 def test_round_trip_is_exact_and_near_the_model_code_length(model_name, image_shape, levels):
-    model = tiny_model(model_name, image_shape, levels, dtype=torch.float32, scale=2.0)
+    model = tiny_model(model_name, image_shape, levels, dtype=torch.float32, gain=2.0)
     images = torch.randint(0, levels, (21, *image_shape), generator=torch.Generator().manual_seed(0))
     data = codec.encode(model, images)
     assert torch.equal(codec.decode(model, data), images)
@@ -352,7 +352,7 @@ def test_round_trip_property(data):
     levels = data.draw(st.sampled_from([2, 3, 16, 256]))
     count = data.draw(st.integers(1, 18))
     name = data.draw(st.sampled_from(["pixelcnn", "row_lstm", "diagonal_bilstm"]))
-    model = tiny_model(name, (channels, height, width), levels, dtype=torch.float32, scale=3.0)
+    model = tiny_model(name, (channels, height, width), levels, dtype=torch.float32, gain=3.0)
     values = data.draw(st.lists(st.integers(0, levels - 1), min_size=count * channels * height * width,
                                 max_size=count * channels * height * width))
     images = torch.tensor(values).view(count, channels, height, width)

@@ -6,14 +6,13 @@ import pytest
 import torch
 
 import pixelrnn
-from pixelrnn.generate import stepwise_logits
-from conftest import tiny_model
+from helpers import stepwise_logits, tiny_model
 
 FAMILIES = ["pixelcnn", "row_lstm", "diagonal_bilstm", "multiscale"]
 
 
 def conditional_model(name, image_shape, levels, classes=3, **options):
-    model = tiny_model(name, image_shape, levels, scale=2.0, num_classes=classes, **options)
+    model = tiny_model(name, image_shape, levels, gain=2.0, num_classes=classes, **options)
     with torch.no_grad():  # the class biases start at zero; make them matter
         for module in model.modules():
             if isinstance(module, torch.nn.Embedding):
@@ -63,7 +62,7 @@ def test_labels_for_an_unconditional_model_or_out_of_range_are_errors():
 
 
 def test_multiscale_is_normalised_on_4x4_with_a_2x2_small_image():
-    model = tiny_model("multiscale", (1, 4, 4), 2, scale=2.0, small=2)
+    model = tiny_model("multiscale", (1, 4, 4), 2, gain=2.0, small=2)
     images = every_image((1, 4, 4), 2)
     with torch.no_grad():
         total = torch.cat([model.log_prob(chunk) for chunk in images.split(8192)]).exp().sum()

@@ -6,15 +6,15 @@ import torch
 from PIL import Image
 
 from pixelrnn.errors import PixelRNNError
-from pixelrnn.generate import occlusion, stepwise_logits
-from conftest import tiny_model
+from pixelrnn.occlusion import occlusion
+from helpers import stepwise_logits, tiny_model
 
 SHAPES = [(1, 5, 4), (3, 3, 4), (1, 1, 6), (3, 4, 1)]
 
 
 @pytest.mark.parametrize("image_shape", SHAPES)
 def test_stepwise_logits_equal_the_full_pass(model_name, image_shape):
-    model = tiny_model(model_name, image_shape, 5, dtype=torch.float64, scale=2.0)
+    model = tiny_model(model_name, image_shape, 5, dtype=torch.float64, gain=2.0)
     x = torch.randint(0, 5, (3, *image_shape), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(stepwise_logits(model, x), model(x), atol=1e-12)
@@ -40,14 +40,14 @@ def test_stepwise_without_residual_or_skip(name, options):
 
 @pytest.mark.parametrize("image_shape", [(1, 4, 4), (3, 3, 3)])
 def test_fast_and_naive_sampling_draw_the_same_images(model_name, image_shape):
-    model = tiny_model(model_name, image_shape, 6, dtype=torch.float64, scale=2.0)
+    model = tiny_model(model_name, image_shape, 6, dtype=torch.float64, gain=2.0)
     fast = model.sample(4, generator=torch.Generator().manual_seed(7), method="fast")
     naive = model.sample(4, generator=torch.Generator().manual_seed(7), method="naive")
     assert torch.equal(fast, naive)
 
 
 def test_fast_and_naive_completion_agree_and_keep_known_values(model_name):
-    model = tiny_model(model_name, (3, 4, 4), 6, dtype=torch.float64, scale=2.0)
+    model = tiny_model(model_name, (3, 4, 4), 6, dtype=torch.float64, gain=2.0)
     gen = torch.Generator().manual_seed(1)
     x = torch.randint(0, 6, (3, 3, 4, 4), generator=gen)
     known = torch.rand(3, 3, 4, 4, generator=gen) < 0.4
@@ -79,3 +79,25 @@ def test_occlusions(tmp_path):
     Image.fromarray(mask[:3].numpy()).save(tmp_path / "small.png")
     with pytest.raises(PixelRNNError, match="6x3"):
         occlusion(str(tmp_path / "small.png"), shape)
+
+
+@pytest.mark.parametrize("image_shape", [(3, 3, 4), (3, 2, 2)])
+def test_stepwise_logits_with_interleaved_colour_groups(model_name, image_shape):
+    model = tiny_model(model_name, image_shape, 5, gain=2.0, grouping="interleaved")
+    x = torch.randint(0, 5, (3, *image_shape), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(stepwise_logits(model, x), model(x), atol=1e-12)
+
+
+def test_fast_and_naive_sampling_agree_with_interleaved_colour_groups(model_name):
+    model = tiny_model(model_name, (3, 2, 2), 6, gain=2.0, grouping="interleaved")
+    fast = model.sample(4, generator=torch.Generator().manual_seed(7), method="fast")
+    naive = model.sample(4, generator=torch.Generator().manual_seed(7), method="naive")
+    assert torch.equal(fast, naive)
+
+
+def test_one_label_or_one_per_image(model_name):
+    model = tiny_model(model_name, (1, 2, 2), 3, num_classes=2)
+    with pytest.raises(PixelRNNError, match="one per image"):
+        model.sample(3, y=torch.tensor([0, 1]))
+    assert model.sample(3, y=1).shape == (3, 1, 2, 2)

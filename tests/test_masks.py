@@ -1,36 +1,38 @@
 import torch
 
-from pixelrnn.masks import MaskedConv2d, channel_groups, conv_mask
+from pixelrnn.masks import ColourGroups, MaskedConv2d, colour_groups, conv_mask
+
+RGB, GREY = ColourGroups(3), ColourGroups(1)
 
 
-def test_channel_groups_contiguous_and_interleaved():
-    assert channel_groups(6, 3).tolist() == [0, 0, 1, 1, 2, 2]
-    assert channel_groups(6, 3, grouping="interleaved").tolist() == [0, 1, 2, 0, 1, 2]
+def test_colour_groups_contiguous_and_interleaved():
+    assert colour_groups(6, RGB).tolist() == [0, 0, 1, 1, 2, 2]
+    assert colour_groups(6, ColourGroups(3, "interleaved")).tolist() == [0, 1, 2, 0, 1, 2]
     # Four LSTM gates of h = 3 units: each gate block repeats the layout, so the gates of a unit share a group.
-    assert channel_groups(12, 3, chunks=4).tolist() == [0, 1, 2] * 4
+    assert colour_groups(12, RGB, chunks=4).tolist() == [0, 1, 2] * 4
 
 
 def test_centre_tap_tables_rgb():
-    a = conv_mask(3, 3, (1, 1), "A", 3)[:, :, 0, 0]
-    b = conv_mask(3, 3, (1, 1), "B", 3)[:, :, 0, 0]
+    a = conv_mask(3, 3, (1, 1), "A", RGB)[:, :, 0, 0]
+    b = conv_mask(3, 3, (1, 1), "B", RGB)[:, :, 0, 0]
     assert a.tolist() == [[0, 0, 0], [1, 0, 0], [1, 1, 0]]
     assert b.tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
 
 
 def test_spatial_part_of_a_5x5_mask():
-    m = conv_mask(1, 1, (5, 5), "A", 1)[0, 0]
+    m = conv_mask(1, 1, (5, 5), "A", GREY)[0, 0]
     expected = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
     assert torch.equal(m, expected.float())
-    assert conv_mask(1, 1, (5, 5), "B", 1)[0, 0, 2, 2] == 1
+    assert conv_mask(1, 1, (5, 5), "B", GREY)[0, 0, 2, 2] == 1
 
 
 def test_row_kernel_mask_sees_left_only():
-    m = conv_mask(2, 2, (1, 3), "B", 1)[0, 0]
+    m = conv_mask(2, 2, (1, 3), "B", GREY)[0, 0]
     assert m.tolist() == [[1, 1, 0]]
 
 
 def test_masked_conv_does_not_edit_weights_and_zeroes_masked_gradients():
-    conv = MaskedConv2d(3, 6, 3, "A", 3)
+    conv = MaskedConv2d(3, 6, 3, "A", RGB)
     before = conv.weight.detach().clone()
     out = conv(torch.randn(2, 3, 5, 5))
     out.sum().backward()
@@ -39,7 +41,7 @@ def test_masked_conv_does_not_edit_weights_and_zeroes_masked_gradients():
 
 
 def test_masked_conv_follows_dtype():
-    conv = MaskedConv2d(1, 2, 3, "B", 1).double()
+    conv = MaskedConv2d(1, 2, 3, "B", GREY).double()
     assert conv.mask.dtype == torch.float64
     assert conv(torch.randn(1, 1, 4, 4, dtype=torch.float64)).dtype == torch.float64
 
@@ -50,7 +52,7 @@ def test_cropped_kernel_equals_the_full_masked_convolution():
 
     torch.manual_seed(0)
     for kernel, mask_type in [(7, "A"), (3, "B"), ((1, 3), "B"), ((1, 5), "A"), (1, "B"), ((3, 1), "B"), (3, None)]:
-        conv = MaskedConv2d(6, 9, kernel, mask_type, 3).double()
+        conv = MaskedConv2d(6, 9, kernel, mask_type, RGB).double()
         x = torch.randn(2, 6, 5, 4, dtype=torch.float64, requires_grad=True)
         reference = F.conv2d(x, conv.masked_weight(), conv.bias, padding=conv.padding)
         assert torch.allclose(conv(x), reference, atol=1e-12), (kernel, mask_type)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import pixelrnn
-from conftest import tiny_model
+from helpers import tiny_model
 
 CAUSALITY_SHAPES = [(1, 4, 4), (3, 3, 3), (1, 5, 3), (3, 2, 4)]
 NORMALISATION_CASES = [((1, 3, 3), 2), ((3, 2, 2), 2), ((3, 1, 2), 3)]
@@ -25,7 +25,7 @@ def every_image(image_shape, levels):
 def test_causality(model_name, image_shape, dtype):
     """Changing any value at or after a position never changes that position's logits."""
     levels = 4
-    model = tiny_model(model_name, image_shape, levels, dtype=dtype, scale=2.0)
+    model = tiny_model(model_name, image_shape, levels, dtype=dtype, gain=2.0)
     gen = torch.Generator().manual_seed(1)
     x = torch.randint(0, levels, (2, *image_shape), generator=gen)
     order = model.order()
@@ -61,7 +61,7 @@ def test_logits_do_depend_on_the_past(model_name):
 @pytest.mark.parametrize("image_shape,levels", NORMALISATION_CASES)
 def test_normalisation(model_name, image_shape, levels):
     """exp(log_prob) summed over every possible image is 1, in float64."""
-    model = tiny_model(model_name, image_shape, levels, dtype=torch.float64, scale=2.0)
+    model = tiny_model(model_name, image_shape, levels, dtype=torch.float64, gain=2.0)
     images = every_image(image_shape, levels)
     with torch.no_grad():
         total = torch.cat([model.log_prob(chunk) for chunk in images.split(1024)]).exp().sum()
@@ -90,7 +90,7 @@ def chi_square_critical(df, z=3.09):
 
 def test_samples_follow_log_prob(model_name):
     image_shape, levels, n = (1, 1, 3), 3, 6000
-    model = tiny_model(model_name, image_shape, levels, dtype=torch.float64, scale=2.0)
+    model = tiny_model(model_name, image_shape, levels, dtype=torch.float64, gain=2.0)
     images = every_image(image_shape, levels)
     with torch.no_grad():
         expected = model.log_prob(images).exp() * n
@@ -130,3 +130,66 @@ def test_unknown_model_or_option_is_a_clear_error():
         pixelrnn.build_model("pixelgan", (1, 4, 4), 2)
     with pytest.raises(pixelrnn.PixelRNNError, match="has no option"):
         pixelrnn.build_model("pixelcnn", (1, 4, 4), 2, hiden=3)
+
+
+# Three colour channels with interleaved groups: with one channel interleaved equals contiguous, so only these
+# shapes tell a grouping bug apart.
+@pytest.mark.parametrize("image_shape", [(3, 3, 3), (3, 2, 4)])
+def test_causality_with_interleaved_colour_groups(model_name, image_shape):
+    model = tiny_model(model_name, image_shape, 4, gain=2.0, grouping="interleaved")
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 4, (2, *image_shape), generator=gen)
+    order = model.order()
+    with torch.no_grad():
+        base = model(x)
+        for t, (c, i, j) in enumerate(order):
+            y = x.clone()
+            for c2, i2, j2 in order[t:]:
+                y[:, c2, i2, j2] = (x[:, c2, i2, j2] + 1 + torch.randint(0, 3, (2,), generator=gen)) % 4
+            assert torch.equal(model(y)[:, :, c, i, j], base[:, :, c, i, j]), f"value {(c, i, j)} sees the future"
+
+
+def test_normalisation_with_interleaved_colour_groups(model_name):
+    image_shape = (3, 2, 2)
+    model = tiny_model(model_name, image_shape, 2, gain=2.0, grouping="interleaved")
+    with torch.no_grad():
+        total = model.log_prob(every_image(image_shape, 2)).exp().sum()
+    assert abs(total.item() - 1.0) < 1e-6
+
+
+def test_interleaved_and_contiguous_groups_are_different_models(model_name):
+    """The layout reaches the masks: the same weights give other logits (else the interleaved tests prove nothing)."""
+    x = torch.randint(0, 4, (2, 3, 2, 4), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        contiguous = tiny_model(model_name, (3, 2, 4), 4)(x)
+        interleaved = tiny_model(model_name, (3, 2, 4), 4, grouping="interleaved")(x)
+    assert not torch.allclose(contiguous, interleaved)
+
+
+@pytest.mark.parametrize("bad", [4, -1])
+def test_log_prob_of_values_out_of_range_is_a_clear_error(model_name, bad):
+    model = tiny_model(model_name, (1, 2, 2), 4, dtype=torch.float32)
+    x = torch.zeros(1, 1, 2, 2, dtype=torch.long)
+    x[0, 0, 1, 1] = bad
+    with pytest.raises(pixelrnn.PixelRNNError, match=r"\[0, 4\)"):
+        model.log_prob(x)
+
+
+def test_multiscale_small_side_that_does_not_fit_names_sizes_that_do():
+    with pytest.raises(pixelrnn.PixelRNNError, match=r"sizes that work: 14, 7, 4, 2, 1 \(e.g. --set small=14\)"):
+        pixelrnn.build_model("multiscale", (1, 28, 28), 256)
+    with pytest.raises(pixelrnn.PixelRNNError, match="none"):
+        pixelrnn.build_model("multiscale", (1, 7, 5), 2, small=1)
+
+
+def test_parameter_names_are_the_checkpoint_format():
+    """Checkpoints store weights by these names; renaming one needs a new checkpoint format version."""
+    names = {name: sorted(tiny_model(name, (1, 2, 2), 2, layers=1).state_dict()) for name in ("pixelcnn", "row_lstm")}
+    assert names["pixelcnn"] == [
+        "blocks.0.conv.bias", "blocks.0.conv.weight", "blocks.0.expand.bias", "blocks.0.expand.weight",
+        "blocks.0.reduce.bias", "blocks.0.reduce.weight", "head.hidden.bias", "head.hidden.weight",
+        "head.logits.bias", "head.logits.weight", "input.bias", "input.weight"]
+    assert names["row_lstm"] == [
+        "head.hidden.bias", "head.hidden.weight", "head.logits.bias", "head.logits.weight", "input.bias",
+        "input.weight", "lstm_layers.0.input_to_state.bias", "lstm_layers.0.input_to_state.weight",
+        "lstm_layers.0.state_to_state.weight", "outputs.0.bias", "outputs.0.weight", "skips.0.bias", "skips.0.weight"]

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
+from pixelrnn.masks import ColourGroups
 from pixelrnn.models.diagonal_bilstm import DiagonalBiLSTMLayer, shift_down, skew, unskew
 from pixelrnn.models.row_lstm import RowLSTMLayer
-from conftest import tiny_model
+from helpers import tiny_model
 
 
 def test_skew_by_hand():
@@ -47,7 +48,7 @@ def test_diagonal_directions_and_down_shift_by_hand():
     shifted down, adds the rows above from the pixel's column rightwards. Nothing else."""
     torch.manual_seed(0)
     height, width = 4, 5
-    layer = DiagonalBiLSTMLayer(hidden=3, groups=1, grouping="contiguous").double()
+    layer = DiagonalBiLSTMLayer(hidden=3, colours=ColourGroups(1, "contiguous")).double()
     seen = influence(layer, height, width, channels=6)
     for (r, c), pixels in seen.items():
         left_to_right = {(i, j) for i in range(r + 1) for j in range(c + 1)}
@@ -59,7 +60,7 @@ def test_row_lstm_layer_sees_a_triangle():
     """Row r - d contributes columns c - d - 1 .. c + d (k = 3); the own row only columns c - 1 and c."""
     torch.manual_seed(0)
     height, width = 5, 7
-    layer = RowLSTMLayer(hidden=3, kernel=3, groups=1, grouping="contiguous").double()
+    layer = RowLSTMLayer(hidden=3, kernel=3, colours=ColourGroups(1, "contiguous")).double()
     seen = influence(layer, height, width, channels=6)
     for (r, c), pixels in seen.items():
         triangle = {(r - d, j) for d in range(r + 1) for j in range(c - d - 1, c + d + 1) if 0 <= j < width}
@@ -96,10 +97,12 @@ def test_diagonal_bilstm_model_sees_the_whole_context(image_shape):
 
 
 @pytest.mark.parametrize("make_layer", [
-    lambda: RowLSTMLayer(hidden=6, kernel=3, groups=3, grouping="contiguous"),
-    lambda: RowLSTMLayer(hidden=4, kernel=5, groups=1, grouping="interleaved"),
-    lambda: DiagonalBiLSTMLayer(hidden=6, groups=3, grouping="contiguous"),
-], ids=["row_lstm", "row_lstm_k5", "diagonal_bilstm"])
+    lambda: RowLSTMLayer(hidden=6, kernel=3, colours=ColourGroups(3, "contiguous")),
+    lambda: RowLSTMLayer(hidden=4, kernel=5, colours=ColourGroups(1, "interleaved")),
+    lambda: DiagonalBiLSTMLayer(hidden=6, colours=ColourGroups(3, "contiguous")),
+    lambda: RowLSTMLayer(hidden=6, kernel=3, colours=ColourGroups(3, "interleaved")),
+    lambda: DiagonalBiLSTMLayer(hidden=5, colours=ColourGroups(3, "interleaved")),
+], ids=["row_lstm", "row_lstm_k5", "diagonal_bilstm", "row_lstm_rgb_interleaved", "diagonal_bilstm_rgb_interleaved"])
 @pytest.mark.parametrize("shape", [(2, 5, 3), (3, 4, 6), (1, 1, 1)])
 def test_fast_path_equals_reference(make_layer, shape):
     """Outputs and gradients of the fast recurrence equal the plain convolutional one, in float64."""
@@ -134,3 +137,37 @@ def test_residual_and_skip_switch_off(name):
         model = tiny_model(name, (1, 3, 3), 2, residual=residual, skip=skip)
         assert hasattr(model, "skips") == skip
         assert model(torch.zeros(1, 1, 3, 3, dtype=torch.long)).shape == (1, 2, 1, 3, 3)
+
+
+def by_hand(model, x):
+    """Section 3.3's stack written out layer by layer from the model's own modules, for every residual/skip choice."""
+    stream = model.input(model.to_inputs(x))  # (B, 2h, H, W)
+    skips = []
+    for k, layer in enumerate(model.lstm_layers):
+        out = model.outputs[k](layer.forward_reference(stream))  # (B, 2h, H, W)
+        stream = stream + out if model.cfg.residual else out
+        if model.cfg.skip:
+            skips.append(model.skips[k](out))
+    return model.head(sum(skips) if model.cfg.skip else stream)
+
+
+@pytest.mark.parametrize("name", ["row_lstm", "diagonal_bilstm"])
+@pytest.mark.parametrize("residual,skip", [(True, True), (False, False), (True, False), (False, True)])
+def test_residual_and_skip_paths_equal_a_hand_computation(name, residual, skip):
+    model = tiny_model(name, (3, 3, 4), 4, gain=2.0, layers=3, residual=residual, skip=skip)
+    x = torch.randint(0, 4, (2, 3, 3, 4), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model(x), by_hand(model, x), atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["row_lstm", "diagonal_bilstm"])
+def test_switching_residual_or_skip_off_changes_the_output(name):
+    """With the same weights, each switch changes the logits: the options are not ignored."""
+    x = torch.randint(0, 4, (2, 1, 3, 3), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = tiny_model(name, (1, 3, 3), 4, gain=2.0)(x)
+        no_residual = tiny_model(name, (1, 3, 3), 4, gain=2.0, residual=False)(x)
+        assert not torch.allclose(full, no_residual)
+        no_skip, no_skip_no_residual = (tiny_model(name, (1, 3, 3), 4, gain=2.0, skip=False, residual=r)(x)
+                                        for r in (True, False))
+    assert not torch.allclose(full, no_skip) and not torch.allclose(no_skip, no_skip_no_residual)

@@ -12,7 +12,7 @@ from pixelrnn.config import TrainConfig, preset
 from pixelrnn.errors import ConfigError
 from pixelrnn.evaluate import evaluate
 from pixelrnn.train import batch_indices, lr_factor, train
-from conftest import tiny_model
+from helpers import tiny_model
 
 TINY_RUN = dict(model="pixelcnn", model_options=dict(layers=1, hidden=4, head=8), data="digits", steps=8,
                 batch_size=8, eval_every=4, eval_limit=16, checkpoint_every=3, log_every=2, warmup_steps=2)

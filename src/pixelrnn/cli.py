@@ -27,9 +27,9 @@ from .data import SPLITS, load_dataset
 from .distributions import nats_to_bits_per_dim
 from .errors import ConfigError, OutputError, PixelRNNError, write_atomic, writing
 from .evaluate import evaluate
-from .generate import occlusion
 from .images import completion_panel, image_format, read_image, save_grid, save_image
 from .models import build_model, model_names
+from .occlusion import occlusion
 from .precision import PRECISIONS
 from .train import train
 
@@ -300,11 +300,9 @@ def cmd_sample(args) -> int:
     model = load_checkpoint(args.run)
     generator = torch.Generator().manual_seed(args.seed)
     classes = model.cfg.num_classes
-    if (args.class_label is not None or args.per_class) and not classes:
-        raise ConfigError("this model is not class-conditional; train it with --class-conditional to use --class "
-                          "or --per-class")
-    if args.class_label is not None and not 0 <= args.class_label < classes:
-        raise ConfigError(f"--class must be in 0..{classes - 1}, e.g. --class 0, not {args.class_label}")
+    model.check_labels(args.class_label)  # --class: a clear error for an unconditional model or a bad label
+    if args.per_class and not classes:
+        raise ConfigError("this model is not class-conditional; train it with --class-conditional to use --per-class")
     y, columns = args.class_label, None
     if args.per_class:
         y, columns = torch.arange(classes).repeat_interleave(args.n), args.n  # one row of n images per class

@@ -8,8 +8,8 @@ kept, the rest are drawn in model order.
 
 Two methods give the same distribution, and with the same generator the same images:
 
-- ``"fast"`` (the default) evaluates each layer only at the new pixel, from cached activations
-  (:mod:`pixelrnn.models.stepwise`);
+- ``"fast"`` (the default) evaluates each layer only at the new pixel, from cached activations (each model's
+  ``stepper()``, written beside its network; this module holds the loop that drives it, :func:`raster_walk`);
 - ``"naive"`` runs the whole network once per value, C*H*W forward passes per batch: simple and exact, and what the
   fast path is tested against.
 
@@ -20,7 +20,6 @@ conditional completions.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -68,11 +67,7 @@ def complete(model, x: torch.Tensor, known: torch.Tensor, temperature: float = 1
     except RuntimeError:
         raise PixelRNNError(f"the known-mask of shape {tuple(known.shape)} does not broadcast to {tuple(x.shape)}")
     x[~known] = 0  # unknown values must not leak into anything, even by accident
-    if y is not None:
-        y = torch.as_tensor(y, device=x.device).long().reshape(-1)
-        if len(y) not in (1, len(x)):
-            raise PixelRNNError(f"give one class label, or one per image ({len(x)}), not {len(y)}")
-        y = y.expand(len(x))
+    y = model.check_labels(y, len(x))
     was_training = model.training
     model.eval()
     try:
@@ -96,24 +91,24 @@ def _complete_naive(model, x, known, temperature, generator, progress, y) -> tor
 
 def walk(model, x: torch.Tensor, wants, choose, progress: bool = False, desc: str = "sampling",
          y: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
-    """Visit every value of ``x`` in model order with the fast step-wise path, filling in chosen values.
+    """Visit every value of ``x`` in model order with the fast step-wise path: ``model.walk``, which see.
 
-    The one loop behind fast sampling, completion and the codec. For value (c, i, j): if ``wants(c, i, j)``, the
-    logits [B, K] of that value given everything before it are computed and ``choose(c, i, j, logits)`` returns
-    the values [B] to put there (drawn, decoded, or the known ones being encoded).
-
-    ``y`` and ``context`` condition the model. A model that generates in another order than raster (the multi-scale
-    model) provides its own ``walk``.
-
-    Returns:
-        ``x``, filled in place.
+    The one loop behind fast sampling, completion and the codec.
     """
-    from .models.stepwise import STEPPERS
+    return model.walk(x, wants, choose, progress=progress, desc=desc, y=y, context=context)
 
-    if hasattr(model, "walk"):
-        return model.walk(x, wants, choose, progress=progress, desc=desc, y=y)
-    stepper = STEPPERS[model.name](model, len(x), y=y, context=context)
-    channels, height, width = model.image_shape
+
+def raster_walk(stepper, x: torch.Tensor, wants, choose, progress: bool = False,
+                desc: str = "sampling") -> torch.Tensor:
+    """The walk of a model that generates in raster order, driven by its ``stepper`` (``model.walk`` calls it).
+
+    Args:
+        stepper: a ``pixelrnn.models.base.Stepper`` for ``len(x)`` images.
+        x: int64 [B, C, H, W], filled in place.
+        wants: ``wants(c, i, j)``: whether value (c, i, j) is to be chosen.
+        choose: ``choose(c, i, j, logits [B, K])``: the values [B] to put there.
+    """
+    channels, height, width = x.shape[1:]
     pixels = tqdm(total=height * width, desc=desc, unit="pixel", disable=not progress, leave=False)
     for i in range(height):
         for j in range(width):
@@ -139,62 +134,3 @@ def _complete_fast(model, x, known, temperature, generator, progress, y) -> torc
         return torch.where(known[:, c, i, j], x[:, c, i, j], draw)
 
     return walk(model, x, wants, choose, progress, y=y)
-
-
-@torch.no_grad()
-def stepwise_logits(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-    """The logits [B, K, C, H, W] of ``x`` computed by the fast step-wise path, value by value.
-
-    Equal to ``model(x, y)`` to float tolerance; the tests use it to check every model's stepper.
-    """
-    model.check_images(x)
-    out = x.new_empty(len(x), model.levels, *model.image_shape, dtype=model.dtype)
-
-    def record(c, i, j, logits):
-        out[:, :, c, i, j] = logits
-        return x[:, c, i, j]
-
-    walk(model, x.clone(), lambda c, i, j: True, record, y=y)
-    return out
-
-
-OCCLUSIONS = ("bottom-half", "right-half", "box:x0,y0,x1,y1", "PATH.png")
-
-
-def occlusion(spec: str, image_shape: tuple[int, int, int]) -> torch.Tensor:
-    """The ``known`` mask [C, H, W] (True = kept) for an occlusion given on the command line.
-
-    Args:
-        spec: "bottom-half", "right-half", "box:x0,y0,x1,y1" (columns x0..x1-1 of rows y0..y1-1 are hidden), or the
-            path of a PNG of the image's size whose white (>= 128) pixels are hidden.
-        image_shape: (C, H, W).
-    """
-    c, h, w = image_shape
-    hidden = torch.zeros(h, w, dtype=torch.bool)
-    if spec == "bottom-half":
-        hidden[h // 2:] = True
-    elif spec == "right-half":
-        hidden[:, w // 2:] = True
-    elif spec.startswith("box:"):
-        try:
-            x0, y0, x1, y1 = (int(v) for v in spec[4:].split(","))
-        except ValueError:
-            raise PixelRNNError(f"--occlude {spec!r}: a box is box:x0,y0,x1,y1 with four integers") from None
-        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
-            raise PixelRNNError(f"--occlude {spec!r}: the box must lie inside the {w}x{h} image, with x0 < x1, y0 < y1")
-        hidden[y0:y1, x0:x1] = True
-    else:
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(spec) as picture:
-                mask = torch.from_numpy(np.asarray(picture.convert("L")).copy()) >= 128
-        except (OSError, UnidentifiedImageError):
-            raise PixelRNNError(f"--occlude {spec!r} is none of {', '.join(OCCLUSIONS[:3])}, and not a readable "
-                                f"PNG mask") from None
-        if tuple(mask.shape) != (h, w):
-            raise PixelRNNError(f"the mask {spec} is {mask.shape[1]}x{mask.shape[0]}, the images are {w}x{h}")
-        hidden = mask
-    if not hidden.any():
-        raise PixelRNNError(f"--occlude {spec!r} hides no pixel")
-    return (~hidden).expand(c, h, w)

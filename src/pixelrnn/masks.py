@@ -1,11 +1,11 @@
 """Masks A and B: how PixelRNN keeps every prediction causal.
 
 "Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016), section 3.4. The image is generated in raster
-order, and inside a pixel in the order R, G, B. Every feature map inside the network is split into C channel groups
+order, and inside a pixel in the order R, G, B. Every feature map inside the network is split into C colour groups
 (C = 1 or 3); a feature of group g may only depend on values that come before the value it helps predict.
 
 A k x k masked convolution (here k = 5) sees the rows above and the columns to the left in its own row. The centre
-tap is special: it connects channel groups, never all of them::
+tap is special: it connects colour groups, never all of them::
 
       1 1 1 1 1        spatial part, identical for mask A and mask B
       1 1 1 1 1
@@ -22,46 +22,59 @@ The centre-tap rule as a (output group x input group) table, C = 3::
 
 Mask A is used once, in the first layer, which reads the image: there the value itself must stay hidden. Mask B is
 used everywhere after, where a feature of group g at a pixel already only knows values before the one it predicts.
-A 1 x 1 convolution has only the centre tap, so it is masked by channel groups alone. With C = 1, mask A removes the
+A 1 x 1 convolution has only the centre tap, so it is masked by colour groups alone. With C = 1, mask A removes the
 centre tap and mask B keeps it.
 
-Which feature belongs to which group is not fixed by the paper. ``grouping="contiguous"`` (the default) splits the
-n features into C consecutive blocks; ``grouping="interleaved"`` assigns feature f to group f mod C. Either is exact
-as long as it is used consistently, which this module guarantees by computing groups in one place.
+Which feature belongs to which group is not fixed by the paper. The layout "contiguous" (the default) splits the
+n features into C consecutive blocks; "interleaved" assigns feature f to group f mod C. Either is exact as long as it
+is used consistently, which this module guarantees by computing groups in one place. ``ColourGroups(count, layout)``
+carries both. (These colour groups are not ``nn.Conv2d``'s ``groups``, which splits a convolution into independent
+grouped convolutions.)
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-GROUPINGS = ("contiguous", "interleaved")
+LAYOUTS = ("contiguous", "interleaved")
 
 
-def channel_groups(features: int, groups: int, chunks: int = 1, grouping: str = "contiguous") -> torch.Tensor:
-    """The channel group of each of ``features`` feature maps.
+@dataclass(frozen=True)
+class ColourGroups:
+    """How feature maps are split into colour groups: ``count`` groups (the image's C) in a ``layout`` of LAYOUTS."""
+
+    count: int
+    layout: str = "contiguous"
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown colour group layout {self.layout!r}; choose one of {LAYOUTS}")
+
+
+def colour_groups(features: int, colours: ColourGroups, chunks: int = 1) -> torch.Tensor:
+    """The colour group of each of ``features`` feature maps.
 
     Args:
         features: number of feature maps.
-        groups: number of channel groups C (the image's channel count).
+        colours: the number of colour groups C and their layout (see the module docstring).
         chunks: the features are ``chunks`` equal stacked blocks that share one group layout; an LSTM's 4h gate maps
             (o, f, i, g) are 4 chunks of h, so that the gates of one hidden unit fall in the same group.
-        grouping: "contiguous" or "interleaved" (see the module docstring).
 
     Returns:
-        int64 tensor [features] of values in [0, groups).
+        int64 tensor [features] of values in [0, C).
     """
-    if grouping not in GROUPINGS:
-        raise ValueError(f"unknown grouping {grouping!r}; choose one of {GROUPINGS}")
     if features % chunks:
         raise ValueError(f"{features} features do not split into {chunks} chunks")
     per_chunk = features // chunks
     index = torch.arange(per_chunk)
-    if grouping == "contiguous":
-        group = index * groups // per_chunk
+    if colours.layout == "contiguous":
+        group = index * colours.count // per_chunk
     else:
-        group = index % groups
+        group = index % colours.count
     return group.repeat(chunks)
 
 
@@ -70,10 +83,9 @@ def conv_mask(
     in_features: int,
     kernel_size: tuple[int, int],
     mask_type: str | None,
-    groups: int,
+    colours: ColourGroups,
     out_chunks: int = 1,
     in_chunks: int = 1,
-    grouping: str = "contiguous",
 ) -> torch.Tensor:
     """The 0/1 mask of a conv weight [out, in, kh, kw]; the centre is at (kh // 2, kw // 2).
 
@@ -88,8 +100,8 @@ def conv_mask(
     mask = torch.zeros(out_features, in_features, kh, kw)
     mask[:, :, :cy, :] = 1  # rows above
     mask[:, :, cy, :cx] = 1  # left in the same row
-    out_group = channel_groups(out_features, groups, out_chunks, grouping)[:, None]
-    in_group = channel_groups(in_features, groups, in_chunks, grouping)[None, :]
+    out_group = colour_groups(out_features, colours, out_chunks)[:, None]
+    in_group = colour_groups(in_features, colours, in_chunks)[None, :]
     allowed = in_group < out_group if mask_type == "A" else in_group <= out_group
     mask[:, :, cy, cx] = allowed.float()
     return mask
@@ -109,10 +121,9 @@ class MaskedConv2d(nn.Conv2d):
         out_features: int,
         kernel_size: int | tuple[int, int],
         mask_type: str | None,
-        groups: int,
+        colours: ColourGroups,
         out_chunks: int = 1,
         in_chunks: int = 1,
-        grouping: str = "contiguous",
         bias: bool = True,
     ):
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
@@ -120,7 +131,7 @@ class MaskedConv2d(nn.Conv2d):
             raise ValueError(f"masked convolutions need odd kernel sizes, not {kh}x{kw}")
         super().__init__(in_features, out_features, (kh, kw), padding=(kh // 2, kw // 2), bias=bias)
         self.mask_type = mask_type
-        mask = conv_mask(out_features, in_features, (kh, kw), mask_type, groups, out_chunks, in_chunks, grouping)
+        mask = conv_mask(out_features, in_features, (kh, kw), mask_type, colours, out_chunks, in_chunks)
         self.register_buffer("mask", mask, persistent=False)
 
     def masked_weight(self) -> torch.Tensor:
@@ -135,7 +146,7 @@ class MaskedConv2d(nn.Conv2d):
         cols = kw // 2 + 1 if kh == 1 and self.mask_type is not None else kw
         if self.mask_type is None or (rows, cols) == (kh, kw):
             return F.conv2d(x, self.masked_weight(), self.bias, padding=self.padding)
-        weight = (self.weight * self.mask)[:, :, :rows, :cols]
+        weight = self.masked_weight()[:, :, :rows, :cols]
         x = F.pad(x, (kw // 2, cols - 1 - kw // 2, kh // 2, 0))
         return F.conv2d(x, weight, self.bias)
 

@@ -1,82 +1,18 @@
-"""The model registry: every model family of "Pixel Recurrent Neural Networks" by name.
+"""The model families of "Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016), by name.
 
-``build_model(name, image_shape, levels, **options)`` checks the options against the family's config dataclass (an
-unknown option is an error, never silently ignored) and builds the network. ``model.config`` rebuilds it.
+Each family lives in one module: its config, its network, its fast scan and its stepper side by side, and a
+``@register`` on its model class. Importing the module below is its one registration line; the order of these
+lines is the order of ``pixelrnn.MODELS``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from . import pixelcnn  # noqa: F401  (registers "pixelcnn")
+from . import row_lstm  # noqa: F401  (registers "row_lstm")
+from . import diagonal_bilstm  # noqa: F401  (registers "diagonal_bilstm")
+from . import multiscale  # noqa: F401  (registers "multiscale")
+from .base import AutoregressiveModel, ModelConfig, Stepper
+from .registry import build_from_config, build_model, model_class, model_names, model_options, register
 
-from ..errors import ConfigError
-from .base import AutoregressiveModel, ModelConfig
-from .diagonal_bilstm import DiagonalBiLSTM
-from .multiscale import MultiScale
-from .pixelcnn import PixelCNN
-from .row_lstm import RowLSTM
-
-_REGISTRY: dict[str, type[AutoregressiveModel]] = {}
-
-
-def register(model_class: type[AutoregressiveModel]) -> type[AutoregressiveModel]:
-    """Make a model family available by its ``name`` (usable as a class decorator)."""
-    _REGISTRY[model_class.name] = model_class
-    return model_class
-
-
-register(PixelCNN)
-register(RowLSTM)
-register(DiagonalBiLSTM)
-register(MultiScale)
-
-
-def model_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
-
-
-def model_class(name: str) -> type[AutoregressiveModel]:
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def model_options(name: str) -> dict[str, Any]:
-    """The options of a model family with their defaults (image_shape and levels excluded)."""
-    fields = dataclasses.fields(model_class(name).Config)
-    return {f.name: f.default for f in fields if f.name not in ("image_shape", "levels")}
-
-
-def build_model(name: str, image_shape: tuple[int, int, int], levels: int, **options: Any) -> AutoregressiveModel:
-    """Build a model by name.
-
-    Args:
-        name: one of ``pixelrnn.MODELS``.
-        image_shape: (C, H, W), C = 1 or 3.
-        levels: K, the number of discrete values per channel (256 for 8-bit images, 2 for binary data).
-        **options: the family's options (``layers``, ``hidden``, ``head``, ...); see ``model_options(name)``.
-
-    Returns:
-        The model, in float32 on the CPU; move it with ``.to()`` like any module.
-    """
-    cls = model_class(name)
-    valid = model_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ConfigError(f"{name} has no option {', '.join(unknown)}; its options are: {', '.join(valid)}")
-    cfg = cls.Config(image_shape=tuple(image_shape), levels=levels, **options)
-    return cls(cfg)
-
-
-def build_from_config(config: dict[str, Any]) -> AutoregressiveModel:
-    """Rebuild a model from ``model.config``."""
-    config = dict(config)
-    try:
-        name = config.pop("model")
-        image_shape, levels = config.pop("image_shape"), config.pop("levels")
-    except KeyError as missing:
-        raise ConfigError(f"model config lacks {missing}") from None
-    return build_model(name, image_shape, levels, **config)
-
-
-__all__ = ["AutoregressiveModel", "ModelConfig", "build_model", "build_from_config", "model_names", "register"]
+__all__ = ["AutoregressiveModel", "ModelConfig", "Stepper", "build_from_config", "build_model", "model_class",
+           "model_names", "model_options", "register"]

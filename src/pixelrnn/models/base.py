@@ -1,23 +1,30 @@
-"""What every PixelRNN-family model shares: its config, input scaling, likelihood, sampling and completion.
+"""What every PixelRNN-family model shares: its config, input scaling, conditioning, likelihood and generation.
 
 "Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016), section 2: a model maps an image to one
 K-way softmax per value, p(x) = prod_i p(x_i,R | x_<i) p(x_i,G | x_<i, x_i,R) p(x_i,B | x_<i, x_i,R, x_i,G).
 A model here is only the network (image in, logits out); :mod:`pixelrnn.distributions` turns logits into
 likelihoods and samples, and :mod:`pixelrnn.generate` holds the one sampling loop every model uses.
+
+Generation reaches a model through two methods of the base class, and nothing else:
+
+- ``model.stepper(batch, y, context)`` returns a :class:`Stepper`, the network evaluated one pixel at a time from
+  cached activations (each family writes its own, beside its network);
+- ``model.walk(x, wants, choose, ...)`` visits every value in the model's order with that stepper. The default
+  walks raster order; a model with another order (the multi-scale model) overrides ``walk``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
-from .. import distributions
+from .. import distributions, generate
 from ..errors import ConfigError, PixelRNNError
-from ..masks import GROUPINGS
+from ..masks import LAYOUTS, ColourGroups
 
 
 @dataclass(frozen=True)
@@ -26,7 +33,7 @@ class ModelConfig:
 
     image_shape: tuple[int, int, int]
     levels: int
-    grouping: str = "contiguous"  # how features map to R, G, B groups; the paper does not say (masks.py)
+    grouping: str = "contiguous"  # the layout of the colour groups among features; the paper does not say (masks.py)
     num_classes: int | None = None  # class-conditional: a learned per-class bias in every layer
     context_channels: int | None = None  # conditioned on a (B, c, H, W) map, e.g. the multi-scale model's
 
@@ -39,8 +46,8 @@ class ModelConfig:
             raise ConfigError(f"images must have 1 or 3 channels, not {shape[0]}")
         if int(self.levels) < 2:
             raise ConfigError(f"levels must be at least 2, not {self.levels}")
-        if self.grouping not in GROUPINGS:
-            raise ConfigError(f"grouping must be one of {', '.join(GROUPINGS)}, not {self.grouping!r}")
+        if self.grouping not in LAYOUTS:
+            raise ConfigError(f"grouping must be one of {', '.join(LAYOUTS)}, not {self.grouping!r}")
         for name in ("num_classes", "context_channels"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -50,14 +57,50 @@ class ModelConfig:
             if f.type in ("int", int) and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{f.name} must be a positive integer, not {value!r}")
 
+    @property
+    def colours(self) -> ColourGroups:
+        """The colour groups of every masked layer: one per image channel, in the configured layout."""
+        return ColourGroups(self.image_shape[0], self.grouping)
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["image_shape"] = list(self.image_shape)
         return d
 
 
+class Stepper:
+    """A model evaluated one pixel at a time; generation calls ``logits`` in raster order and ``end_row`` after
+    each row.
+
+    ``y`` (class labels) and ``context`` (a map) condition the model as in its full pass: their per-layer biases
+    are computed once, for the whole map, and read at each pixel.
+    """
+
+    def __init__(self, model: AutoregressiveModel, batch: int, y: torch.Tensor | None = None,
+                 context: torch.Tensor | None = None):
+        self.model, self.batch = model, batch
+        self.channels, self.height, self.width = model.image_shape
+        self.like = next(model.parameters())  # new caches take the parameters' dtype and device
+        biases = model.layer_biases(y, context)
+        self.biases = [None if b is None else b.expand(batch, -1, self.height, self.width) for b in biases] or None
+
+    def bias(self, layer: int, i: int, j: int | slice) -> torch.Tensor | None:
+        """The conditioning bias of a layer at pixel (i, j): (B, width), or (B, width, W) for a whole row."""
+        if self.biases is None or self.biases[layer] is None:
+            return None
+        b = self.biases[layer][:, :, i, j]
+        return b if isinstance(j, int) else b.transpose(1, 2)
+
+    def logits(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:  # pragma: no cover - abstract
+        """(B, K, C): the logits of pixel (i, j) given ``x`` before it (and its own channels before each one)."""
+        raise NotImplementedError
+
+    def end_row(self, x: torch.Tensor, i: int) -> None:
+        """Called once row i is complete."""
+
+
 class AutoregressiveModel(nn.Module):
-    """Base class: subclasses set ``name`` and ``Config`` and implement ``forward``."""
+    """Base class: subclasses set ``name`` and ``Config`` and implement ``forward`` and ``stepper``."""
 
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]]
@@ -102,16 +145,32 @@ class AutoregressiveModel(nn.Module):
         if self.cfg.context_channels:
             self.context_bias = nn.ModuleList(nn.Conv2d(self.cfg.context_channels, w, 1) for w in widths)
 
+    def check_labels(self, y: torch.Tensor | int | None, batch: int | None = None) -> torch.Tensor | None:
+        """Class labels as int64 [B] on the model's device, or a clear error; None stays None.
+
+        Args:
+            y: one label, or one per image.
+            batch: when given, one label is repeated for all ``batch`` images, and any other count is an error.
+        """
+        if y is None:
+            return None
+        classes = self.cfg.num_classes
+        if not classes:
+            raise ConfigError("this model is not class-conditional; build it with num_classes=N (train it with "
+                              "--class-conditional) to pass class labels")
+        y = torch.as_tensor(y, device=self.device).long().reshape(-1)
+        if batch is not None and len(y) not in (1, batch):
+            raise PixelRNNError(f"give one class label, or one per image ({batch}), not {len(y)}")
+        if len(y) and (y.min() < 0 or y.max() >= classes):
+            raise PixelRNNError(f"class labels must lie in [0, {classes}), i.e. 0..{classes - 1}, "
+                                f"not {y.tolist()[:8]}")
+        return y if batch is None else y.expand(batch)
+
     def layer_biases(self, y: torch.Tensor | None, context: torch.Tensor | None) -> list[torch.Tensor | None]:
         """Per conditioned layer, the bias (B, width, H or 1, W or 1) to add to its input-to-state map, or None."""
-        if y is not None and not self.cfg.num_classes:
-            raise PixelRNNError("this model is not class-conditional; build it with num_classes=N to pass labels")
+        y = self.check_labels(y)
         if context is not None and not self.cfg.context_channels:
             raise PixelRNNError("this model takes no context map")
-        if y is not None:
-            y = torch.as_tensor(y, device=self.device).long().reshape(-1)
-            if y.min() < 0 or y.max() >= self.cfg.num_classes:
-                raise PixelRNNError(f"class labels must lie in [0, {self.cfg.num_classes}), not {y.tolist()[:8]}")
         count = len(self.class_bias) if self.cfg.num_classes else len(getattr(self, "context_bias", []))
         biases: list[torch.Tensor | None] = [None] * count
         for k in range(count):
@@ -123,7 +182,7 @@ class AutoregressiveModel(nn.Module):
         return biases
 
     def check_images(self, x: torch.Tensor) -> None:
-        """Raise a clear error for images that this model cannot score."""
+        """Raise a clear error for images that this model cannot take."""
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
             raise PixelRNNError(
                 f"images of shape {tuple(x.shape[1:])} do not fit this model, which was built for "
@@ -132,7 +191,15 @@ class AutoregressiveModel(nn.Module):
         if x.dtype.is_floating_point or x.dtype == torch.bool:
             raise PixelRNNError(f"images must hold integer values in [0, {self.levels}), not {x.dtype}")
 
-    def scale(self, x: torch.Tensor) -> torch.Tensor:
+    def check_values(self, x: torch.Tensor) -> None:
+        """Raise a clear error for images with values outside [0, K), which no softmax of this model can score."""
+        self.check_images(x)
+        if x.numel() and (x.min() < 0 or x.max() >= self.levels):
+            raise PixelRNNError(f"image values must lie in [0, {self.levels}) for this model of {self.levels} "
+                                f"levels, not [{x.min().item()}, {x.max().item()}]; quantise the images to "
+                                f"{self.levels} levels first")
+
+    def to_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Integer values in [0, K) to reals in [-1, 1], in the parameters' dtype (the paper scales and centres)."""
         return x.to(self.dtype) * (2.0 / (self.levels - 1)) - 1.0
 
@@ -143,6 +210,7 @@ class AutoregressiveModel(nn.Module):
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log p(x) (or log p(x | y)) in nats, float [B]: the sum of all C*H*W conditionals."""
+        self.check_values(x)
         return distributions.log_prob(self(x, y), x)
 
     def order(self) -> list[tuple[int, int, int]]:
@@ -150,34 +218,26 @@ class AutoregressiveModel(nn.Module):
         c, h, w = self.image_shape
         return [(k, i, j) for i in range(h) for j in range(w) for k in range(c)]
 
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-        method: str = "fast",
-        progress: bool = False,
-        y: torch.Tensor | int | None = None,
-    ) -> torch.Tensor:
-        """Draw ``n`` images, int64 [n, C, H, W] (of class ``y``, for class-conditional models)."""
-        from ..generate import sample
+    def stepper(self, batch: int, y: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> Stepper:  # pragma: no cover - abstract
+        """The network at one pixel at a time, for ``batch`` images (see :class:`Stepper`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no stepper; give it a stepper() for fast generation")
 
-        return sample(self, n, temperature=temperature, generator=generator, method=method, progress=progress, y=y)
+    def walk(self, x: torch.Tensor, wants: Callable[[int, int, int], bool],
+             choose: Callable[[int, int, int, torch.Tensor], torch.Tensor], progress: bool = False,
+             desc: str = "sampling", y: torch.Tensor | None = None,
+             context: torch.Tensor | None = None) -> torch.Tensor:
+        """Visit every value of ``x`` in model order with the fast step-wise path, filling in chosen values.
 
-    @torch.no_grad()
-    def complete(
-        self,
-        x: torch.Tensor,
-        known: torch.Tensor,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-        method: str = "fast",
-        progress: bool = False,
-        y: torch.Tensor | int | None = None,
-    ) -> torch.Tensor:
-        """Keep ``x`` where ``known`` (bool, broadcastable to x) is True and sample the rest in model order."""
-        from ..generate import complete
+        For value (c, i, j): if ``wants(c, i, j)``, the logits [B, K] of that value given everything before it are
+        computed and ``choose(c, i, j, logits)`` returns the values [B] to put there (drawn, decoded, or the known
+        ones being encoded). This default walks raster order with :meth:`stepper`.
 
-        return complete(self, x, known, temperature=temperature, generator=generator, method=method,
-                        progress=progress, y=y)
+        Returns:
+            ``x``, filled in place.
+        """
+        stepper = self.stepper(len(x), y=y, context=context)
+        return generate.raster_walk(stepper, x, wants, choose, progress=progress, desc=desc)
+
+    sample = generate.sample
+    complete = generate.complete

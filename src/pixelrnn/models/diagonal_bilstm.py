@@ -17,6 +17,11 @@ Two directions: the second runs on the image mirrored left to right, and its sta
 then shifted down by one row before it is added to the first's, so that a pixel never sees the pixels to its right
 in its own row. Together the two directions see the whole context above and to the left: no blind spot. Both
 directions run in the same batched step (a grouped convolution). Initial states are zero.
+
+The layer has three forms, side by side below: :class:`DiagonalScan` (the fast scan, with a hand-written backward),
+``DiagonalBiLSTMLayer.forward_reference`` (skew, scan and un-skew written plainly, which the scan is tested equal to)
+and :class:`DiagonalBiLSTMLayerStepper` (one pixel at a time, for generation). The LSTM cell of equation 3 is
+:mod:`.lstm_cell`.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..masks import MaskedConv2d
-from .recurrent import RecurrentConfig, RecurrentPixelModel, lstm_update
+from ..masks import ColourGroups, MaskedConv2d
+from .layers import linear_of
+from .lstm_cell import GATES, lstm_backward, lstm_step, lstm_update
+from .recurrent import LayerStepper, RecurrentConfig, RecurrentPixelModel
+from .registry import register
 
 
 def skew(x: torch.Tensor, row_dim: int = -2) -> torch.Tensor:
@@ -95,7 +103,7 @@ class DiagonalScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gates_in: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         _, height, width, b, four_h = gates_in.shape
-        hid, dtype = four_h // 4, weight.dtype
+        hid, dtype = four_h // len(GATES), weight.dtype
         with torch.autocast(gates_in.device.type, enabled=False):
             gates_flat = gates_in.reshape(2, height * width, b, four_h)
             weight_mm = weight.to(gates_in.dtype)
@@ -110,21 +118,19 @@ class DiagonalScan(torch.autograd.Function):
                 neighbours = torch.cat([hs[:, above], hs[:, left]], dim=3).view(2, n * b, 2 * hid)
                 gates = torch.baddbmm(gates_flat[:, flat].reshape(2, n * b, four_h), neighbours.to(weight_mm.dtype),
                                       weight_mm).to(dtype)
-                act = torch.cat([torch.sigmoid(gates[..., :3 * hid]), torch.tanh(gates[..., 3 * hid:])], dim=2)
-                o, f, i, g = act.chunk(4, dim=2)
-                c = torch.addcmul(f * cs[:, left].reshape(2, n * b, hid), i, g)
-                hs[:, cells] = (o * torch.tanh(c)).view(2, n, b, hid)
+                h, c, act = lstm_step(gates, cs[:, left].reshape(2, n * b, hid), dim=2)  # (2, n*B, h or 4h)
+                hs[:, cells] = h.view(2, n, b, hid)
                 cs[:, cells] = c.view(2, n, b, hid)
                 acts[:, flat] = act.view(2, n, b, four_h)
         ctx.save_for_backward(hs, cs, acts, weight)
-        ctx.shape = (height, width, b, hid, gates_in.dtype)
+        ctx.height, ctx.width, ctx.matmul_dtype = height, width, gates_in.dtype
         return hs.view(2, height + 1, width + 1, b, hid)[:, 1:, 1:].contiguous()
 
     @staticmethod
     def backward(ctx, grad_states: torch.Tensor):
         hs, cs, acts, weight = ctx.saved_tensors
-        height, width, b, hid, mm_dtype = ctx.shape
-        dtype = weight.dtype
+        height, width, mm_dtype = ctx.height, ctx.width, ctx.matmul_dtype
+        b, hid, dtype = hs.shape[2], hs.shape[3], weight.dtype
         with torch.autocast(grad_states.device.type, enabled=False):
             weight_t = weight.transpose(1, 2).to(mm_dtype)
             grad_h = torch.zeros_like(hs)  # accumulates dL/dh per cell: from the output and from later diagonals
@@ -136,15 +142,12 @@ class DiagonalScan(torch.autograd.Function):
             for n, flat, start, stop in reversed(list(DiagonalScan._diagonals(height, width))):
                 cells = slice(start, stop, step)
                 above, left = slice(start - width - 1, stop - width - 1, step), slice(start - 1, stop - 1, step)
-                o, f, i, g = acts[:, flat].reshape(2, n * b, 4 * hid).chunk(4, dim=2)
-                c = cs[:, cells].reshape(2, n * b, hid)
-                tanh_c = torch.tanh(c)
-                dh = grad_h[:, cells].reshape(2, n * b, hid)
-                dc = grad_c[:, cells].reshape(2, n * b, hid) + dh * o * (1 - tanh_c * tanh_c)
-                c_left = cs[:, left].reshape(2, n * b, hid)
-                d_gates = torch.cat([dh * tanh_c * o * (1 - o), dc * c_left * f * (1 - f), dc * g * i * (1 - i),
-                                     dc * i * (1 - g * g)], dim=2).to(mm_dtype)  # (2, n*B, 4h), pre-activation
-                grad_c[:, left] += (dc * f).view(2, n, b, hid)
+                d_gates, grad_c_left = lstm_backward(
+                    acts[:, flat].reshape(2, n * b, 4 * hid), cs[:, left].reshape(2, n * b, hid),
+                    cs[:, cells].reshape(2, n * b, hid), grad_h[:, cells].reshape(2, n * b, hid),
+                    grad_c[:, cells].reshape(2, n * b, hid), dim=2)
+                d_gates = d_gates.to(mm_dtype)  # (2, n*B, 4h), pre-activation
+                grad_c[:, left] += grad_c_left.view(2, n, b, hid)
                 grad_gates[:, flat] = d_gates.view(2, n, b, 4 * hid)
                 neighbours = torch.cat([hs[:, above], hs[:, left]], dim=3).view(2, n * b, 2 * hid).to(mm_dtype)
                 grad_weight += torch.bmm(neighbours.transpose(1, 2), d_gates).to(dtype)
@@ -157,11 +160,11 @@ class DiagonalScan(torch.autograd.Function):
 class DiagonalBiLSTMLayer(nn.Module):
     """One Diagonal BiLSTM layer: 2h input maps (B, 2h, H, W) -> h states (B, h, H, W), both directions summed."""
 
-    def __init__(self, hidden: int, groups: int, grouping: str):
+    def __init__(self, hidden: int, colours: ColourGroups):
         super().__init__()
         self.hidden = hidden
         # Both directions' gates at once: 2 directions x 4 gates, each gate block with the same colour groups.
-        self.input_to_state = MaskedConv2d(2 * hidden, 8 * hidden, 1, "B", groups, out_chunks=8, grouping=grouping)
+        self.input_to_state = MaskedConv2d(2 * hidden, 8 * hidden, 1, "B", colours, out_chunks=2 * len(GATES))
         # Column-wise 2 x 1 kernel over [state above, state left]; groups=2 keeps the directions apart. No bias:
         # the input-to-state conv has one, and the zero states left of the image must stay zero.
         self.state_to_state = nn.Conv1d(2 * hidden, 8 * hidden, 2, groups=2, bias=False)
@@ -210,9 +213,62 @@ class DiagonalBiLSTMLayer(nn.Module):
         return forward_states + shift_down(backward_states.flip(3))  # (B, h, H, W)
 
 
+    def stepper(self, batch: int, height: int, width: int, like: torch.Tensor) -> DiagonalBiLSTMLayerStepper:
+        return DiagonalBiLSTMLayerStepper(self, batch, height, width, like)
+
+
+class DiagonalBiLSTMLayerStepper(LayerStepper):
+    """The layer at one pixel. The left-to-right state follows from the pixel above and the one to its left; the
+    right-to-left state of a row needs the whole row, so it is computed in ``end_row``, and the next row reads it
+    through the one-row down-shift. Caches: (B, rows, columns, h) with zero borders as the initial states."""
+
+    def __init__(self, layer: DiagonalBiLSTMLayer, batch: int, height: int, width: int, like: torch.Tensor):
+        hid = self.hidden = layer.hidden
+        self.weight_in, self.bias_in = linear_of(layer.input_to_state)  # (8h, 2h): [left-to-right | right-to-left]
+        # Per direction, the (4h, 2h) state-to-state matrix acting on [state above, state beside].
+        self.state_to_state = (layer.state_to_state.weight.view(2, 4 * hid, hid, 2).permute(0, 1, 3, 2)
+                               .reshape(2, 4 * hid, 2 * hid))
+        self.stream = like.new_zeros(batch, height, width, 2 * hid)  # the layer's input, for the right-to-left pass
+        # Left-to-right: a zero row on top and a zero column on the left. Right-to-left: a zero row on top and a
+        # zero column on the right.
+        self.ltr_h = like.new_zeros(batch, height + 1, width + 1, hid)
+        self.ltr_c = like.new_zeros(batch, height, width + 1, hid)
+        self.rtl_h = like.new_zeros(batch, height + 1, width + 1, hid)
+        self.rtl_c = like.new_zeros(batch, height, width + 1, hid)
+
+    def at(self, stream, i, j, bias):
+        hid = self.hidden
+        self.stream[:, i, j] = stream
+        gates = F.linear(stream, self.weight_in[:4 * hid], self.bias_in[:4 * hid])  # left-to-right only, (B, 4h)
+        if bias is not None:
+            gates = gates + bias[:, :4 * hid]
+        beside = torch.cat([self.ltr_h[:, i, j + 1], self.ltr_h[:, i + 1, j]], dim=1)  # [above, left]
+        h, c = lstm_update(gates + F.linear(beside, self.state_to_state[0]), self.ltr_c[:, i, j], dim=-1)
+        self.ltr_h[:, i + 1, j + 1] = h
+        self.ltr_c[:, i, j + 1] = c
+        # The right-to-left states reach row i from row i - 1 (the down-shift); row -1 is the zero row on top.
+        return h + self.rtl_h[:, i, j]
+
+    def end_row(self, i, bias):
+        """Row i is complete: run the right-to-left direction along it."""
+        hid = self.hidden
+        gates_row = F.linear(self.stream[:, i], self.weight_in[4 * hid:], self.bias_in[4 * hid:])  # (B, W, 4h)
+        if bias is not None:
+            gates_row = gates_row + bias[:, :, 4 * hid:]
+        for j in reversed(range(gates_row.shape[1])):
+            beside = torch.cat([self.rtl_h[:, i, j], self.rtl_h[:, i + 1, j + 1]], dim=1)  # [above, right]
+            h, c = lstm_update(gates_row[:, j] + F.linear(beside, self.state_to_state[1]), self.rtl_c[:, i, j + 1],
+                               dim=-1)
+            self.rtl_h[:, i + 1, j] = h
+            self.rtl_c[:, i, j] = c
+
+
+@register
 class DiagonalBiLSTM(RecurrentPixelModel):
+    """Section 3.2: a stack of Diagonal BiLSTM layers (see :class:`RecurrentPixelModel`)."""
+
     name = "diagonal_bilstm"
     Config = DiagonalBiLSTMConfig
 
-    def make_layer(self) -> nn.Module:
-        return DiagonalBiLSTMLayer(self.cfg.hidden, self.cfg.image_shape[0], self.cfg.grouping)
+    def make_layer(self, colours: ColourGroups) -> nn.Module:
+        return DiagonalBiLSTMLayer(self.cfg.hidden, colours)

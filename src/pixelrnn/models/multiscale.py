@@ -13,7 +13,8 @@ are what the first stage generates, so the conditional model does not score them
 
 ``forward`` returns the logits of the small model at the small image's pixels and those of the conditional model
 everywhere else; every likelihood, sampler and the codec then work unchanged. The generation order is the small
-image in raster order, then the other pixels in raster order (``order()``).
+image in raster order, then the other pixels in raster order (``order()``); fast generation (``walk``) runs the
+two stages' own steppers in that order.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import AutoregressiveModel, ModelConfig
+from .registry import build_model, register
 
 BASES = ("row_lstm", "diagonal_bilstm", "pixelcnn")
 
@@ -45,21 +47,31 @@ class MultiScaleConfig(ModelConfig):
         _, h, w = self.image_shape
         if self.base not in BASES:
             raise ConfigError(f"base must be one of {', '.join(BASES)}, not {self.base!r}")
-        if h % self.small or w % (h // self.small):
-            raise ConfigError(f"small={self.small} must divide the image's height {h}, and the factor "
-                              f"{h // self.small if h % self.small == 0 else '?'} its width {w}")
-        if self.small == h:
-            raise ConfigError(f"small={self.small} is the whole image; pick a divisor of {h} below it")
+        if self.small not in small_sides(h, w):
+            sides = ", ".join(map(str, small_sides(h, w))) or "none: the height and width share no factor"
+            raise ConfigError(f"small={self.small} does not fit {h} x {w} images: the small image's side must divide "
+                              f"the height {h} (and the subsampling factor the width {w}) and be below {h}; sizes "
+                              f"that work: {sides}" + (f" (e.g. --set small={small_sides(h, w)[0]})"
+                                                        if small_sides(h, w) else ""))
 
 
+def small_sides(height: int, width: int) -> list[int]:
+    """The sides of the small image that fit an image of this size, largest first."""
+    return [s for s in range(height - 1, 0, -1) if height % s == 0 and width % (height // s) == 0]
+
+
+@register
 class MultiScale(AutoregressiveModel):
+    """Section 3.5: a small image first, then the full image conditioned on it.
+
+    Both stages are models of the family ``base``: ``small_model`` scores the small image, ``conditional`` the rest.
+    """
+
     name = "multiscale"
     Config = MultiScaleConfig
 
     def __init__(self, cfg: MultiScaleConfig):
         super().__init__(cfg)
-        from . import build_model  # the registry imports this module
-
         channels, height, width = cfg.image_shape
         self.factor = height // cfg.small  # the same in both directions
         options = dict(layers=cfg.layers, hidden=cfg.hidden, head=cfg.head, grouping=cfg.grouping,
@@ -82,7 +94,7 @@ class MultiScale(AutoregressiveModel):
 
     def context(self, small: torch.Tensor) -> torch.Tensor:
         """The upsampled small image, (B, c, n, n), that biases every layer of the conditional model."""
-        return self.upsample(self.small_model.scale(small))
+        return self.upsample(self.small_model.to_inputs(small))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
@@ -101,14 +113,14 @@ class MultiScale(AutoregressiveModel):
         rest = [(k, i, j) for k, i, j in self.conditional.order() if i % f or j % f]
         return first + rest
 
-    def walk(self, x, wants, choose, progress=False, desc="sampling", y=None):
-        """Fast generation in two stages: the small image, then the rest given it (see ``generate.walk``)."""
-        from ..generate import walk
-
+    def walk(self, x, wants, choose, progress=False, desc="sampling", y=None, context=None):
+        """Fast generation in two stages: the small image, then the rest given it (see ``AutoregressiveModel.walk``)."""
+        if context is not None:
+            raise ConfigError("the multi-scale model makes its own context from the small image")
         f = self.factor
         small = self.subsample(x).clone()
-        walk(self.small_model, small, lambda c, i, j: wants(c, i * f, j * f),
-             lambda c, i, j, logits: choose(c, i * f, j * f, logits), progress, desc, y=y)
+        self.small_model.walk(small, lambda c, i, j: wants(c, i * f, j * f),
+                              lambda c, i, j, logits: choose(c, i * f, j * f, logits), progress, desc, y=y)
         x[:, :, ::f, ::f] = small
-        return walk(self.conditional, x, lambda c, i, j: bool(i % f or j % f) and wants(c, i, j), choose,
-                    progress, desc, y=y, context=self.context(small))
+        return self.conditional.walk(x, lambda c, i, j: bool(i % f or j % f) and wants(c, i, j), choose, progress,
+                                     desc, y=y, context=self.context(small))

@@ -7,18 +7,25 @@ well-known blind spot to the upper right; that is a property of this model, kept
 
 No normalisation layer: batch statistics would make one image's likelihood depend on the other images of the batch,
 and on their future pixels.
+
+:class:`PixelCNNStepper` evaluates the same network at one new pixel for fast generation: only the k x k convolution
+of each block reads a neighbourhood, from a cache of its input; the 1 x 1 convolutions need the new pixel alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from ..masks import MaskedConv2d
-from .base import AutoregressiveModel, ModelConfig
-from .layers import OutputHead
+import torch.nn.functional as F
+
+from ..masks import ColourGroups, MaskedConv2d
+from .base import AutoregressiveModel, ModelConfig, Stepper
+from .layers import ConvAt, OutputHead, linear_of
+from .registry import register
 
 
 @dataclass(frozen=True)
@@ -33,11 +40,11 @@ class PixelCNNConfig(ModelConfig):
 class ResidualBlock(nn.Module):
     """Figure 5 of the paper: a bottleneck of 1x1, kxk and 1x1 mask-B convolutions around a residual."""
 
-    def __init__(self, hidden: int, kernel: int, groups: int, grouping: str):
+    def __init__(self, hidden: int, kernel: int, colours: ColourGroups):
         super().__init__()
-        self.reduce = MaskedConv2d(2 * hidden, hidden, 1, "B", groups, grouping=grouping)
-        self.conv = MaskedConv2d(hidden, hidden, kernel, "B", groups, grouping=grouping)
-        self.expand = MaskedConv2d(hidden, 2 * hidden, 1, "B", groups, grouping=grouping)
+        self.reduce = MaskedConv2d(2 * hidden, hidden, 1, "B", colours)
+        self.conv = MaskedConv2d(hidden, hidden, kernel, "B", colours)
+        self.expand = MaskedConv2d(hidden, 2 * hidden, 1, "B", colours)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.reduce(torch.relu(x))  # (B, h, H, W)
@@ -45,23 +52,62 @@ class ResidualBlock(nn.Module):
         return x + self.expand(torch.relu(h))  # (B, 2h, H, W)
 
 
+@register
 class PixelCNN(AutoregressiveModel):
+    """Section 3.4: masked convolutions only; bounded receptive field, fast to train."""
+
     name = "pixelcnn"
     Config = PixelCNNConfig
 
     def __init__(self, cfg: PixelCNNConfig):
         super().__init__(cfg)
-        c, g = cfg.image_shape[0], cfg.grouping
-        self.input = MaskedConv2d(c, 2 * cfg.hidden, cfg.first_kernel, "A", c, grouping=g)
-        self.blocks = nn.ModuleList(ResidualBlock(cfg.hidden, cfg.kernel, c, g) for _ in range(cfg.layers))
-        self.head = OutputHead(2 * cfg.hidden, cfg.head, c, cfg.levels, g)
+        colours = cfg.colours
+        self.input = MaskedConv2d(colours.count, 2 * cfg.hidden, cfg.first_kernel, "A", colours)
+        self.blocks = nn.ModuleList(ResidualBlock(cfg.hidden, cfg.kernel, colours) for _ in range(cfg.layers))
+        self.head = OutputHead(2 * cfg.hidden, cfg.head, cfg.levels, colours)
         self.make_conditioning([2 * cfg.hidden] * cfg.layers)  # a conditioning bias joins each block's input
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
         self.check_images(x)
         biases = self.layer_biases(y, context)
-        h = self.input(self.scale(x))  # (B, 2h, H, W)
+        h = self.input(self.to_inputs(x))  # (B, 2h, H, W)
         for block, bias in zip(self.blocks, biases or [None] * len(self.blocks)):
             h = block(h if bias is None else h + bias)
         return self.head(h)  # (B, K, C, H, W)
+
+    def stepper(self, batch: int, y: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> PixelCNNStepper:
+        return PixelCNNStepper(self, batch, y=y, context=context)
+
+
+class BlockAt(NamedTuple):
+    """A residual block at one pixel: its 1 x 1 convolutions as linear maps, its k x k one over a cache."""
+
+    reduce: tuple[torch.Tensor, torch.Tensor | None]
+    conv: ConvAt
+    cache: torch.Tensor  # (B, H + k//2, W + 2 (k//2), h): the block's h maps before the k x k convolution
+    expand: tuple[torch.Tensor, torch.Tensor | None]
+
+
+class PixelCNNStepper(Stepper):
+    """:class:`PixelCNN` at one pixel at a time, each block's k x k convolution reading a cache of its input."""
+
+    def __init__(self, model: PixelCNN, batch: int, **conditions):
+        super().__init__(model, batch, **conditions)
+        self.input = ConvAt(model.input)
+        self.blocks = []
+        for block in model.blocks:
+            conv = ConvAt(block.conv)
+            cache = conv.cache(batch, self.height, self.width, block.conv.in_channels, self.like)
+            self.blocks.append(BlockAt(linear_of(block.reduce), conv, cache, linear_of(block.expand)))
+
+    def logits(self, x, i, j):
+        h = self.input.on_image(x, i, j, self.model.to_inputs)  # (B, 2h)
+        for n, block in enumerate(self.blocks):
+            bias = self.bias(n, i, j)
+            if bias is not None:
+                h = h + bias
+            block.conv.store(block.cache, i, j, torch.relu(F.linear(torch.relu(h), *block.reduce)))  # (B, h)
+            h = h + F.linear(torch.relu(block.conv(block.cache, i, j)), *block.expand)  # (B, 2h)
+        return self.model.head.at(h)  # (B, K, C)

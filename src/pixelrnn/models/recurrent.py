@@ -1,27 +1,32 @@
-"""What the Row LSTM and the Diagonal BiLSTM share: the LSTM update and the residual/skip stack around the layers.
+"""What the Row LSTM and the Diagonal BiLSTM share: the residual/skip stack around their LSTM layers.
 
 "Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016), sections 3.1-3.3:
 
-- equation 3: [o, f, i, g] = sigma(K_ss * h_(i-1) + K_is * x_i), with the logistic sigmoid for o, f, i and tanh
-  for g; c_i = f . c_(i-1) + i . g; h_i = o . tanh(c_i);
-- a 7 x 7 mask-A convolution reads the image into 2h maps; each LSTM layer reads the 2h maps, keeps h-dimensional
-  states, and maps them back to 2h with a 1 x 1 mask-B convolution that is added to its input (residual);
+- a 7 x 7 mask-A convolution reads the image into 2h maps; each LSTM layer (equation 3, :mod:`.lstm_cell`) reads
+  the 2h maps, keeps h-dimensional states, and maps them back to 2h with a 1 x 1 mask-B convolution that is added
+  to its input (residual);
 - each layer's 2h output also reaches the output head through its own learned 1 x 1 convolution (skip).
 
 Both connections can be switched off (``residual=False``, ``skip=False``) to rerun the paper's ablation. With skip
 connections the head reads the sum of the skips; without, it reads the last layer's output. Initial states are zero.
+
+The stack is written once (:meth:`RecurrentPixelModel.stack`) and runs both on whole maps (the full pass) and on
+one pixel's features (:class:`RecurrentStepper`, fast generation). Each family's layer module provides the three
+forms of its layer: ``forward`` (the fast scan), ``forward_reference`` (plain convolutions) and ``stepper``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..masks import MaskedConv2d
-from .base import AutoregressiveModel, ModelConfig
-from .layers import OutputHead
+from ..masks import ColourGroups, MaskedConv2d
+from .base import AutoregressiveModel, ModelConfig, Stepper
+from .layers import ConvAt, OutputHead, linear_of
 
 
 @dataclass(frozen=True)
@@ -34,52 +39,88 @@ class RecurrentConfig(ModelConfig):
     first_kernel: int = 7
 
 
-def lstm_update(gates: torch.Tensor, cell: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Equation 3 of the paper, from pre-activations ``gates`` = [o, f, i, g] stacked along ``dim``.
+class LayerStepper:
+    """One LSTM layer evaluated one pixel at a time, from its own caches (each family's layer makes its own)."""
 
-    Returns:
-        (hidden, cell), each the shape of ``cell``.
-    """
-    size = cell.shape[dim]
-    sigmoids = torch.sigmoid(gates.narrow(dim, 0, 3 * size))  # o, f, i in one call
-    o, f, i = sigmoids.chunk(3, dim)
-    cell = torch.addcmul(f * cell, i, torch.tanh(gates.narrow(dim, 3 * size, size)))
-    return o * torch.tanh(cell), cell
+    def at(self, stream: torch.Tensor, i: int, j: int, bias: torch.Tensor | None) -> torch.Tensor:
+        """(B, h): the layer's states at pixel (i, j), given its input ``stream`` (B, 2h) there."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def end_row(self, i: int, bias: torch.Tensor | None) -> None:
+        """Row i is complete (``bias``: the row's conditioning bias (B, W, 4h or 8h), or None)."""
 
 
 class RecurrentPixelModel(AutoregressiveModel):
     """The stack of the LSTM models: mask-A input conv, LSTM layers with residual and skip paths, output head.
 
-    Subclasses provide ``make_layer()``, a module mapping the 2h input maps (B, 2h, H, W), and an optional bias for
-    its input-to-state map, to the layer's h states (B, h, H, W).
+    Subclasses provide ``make_layer(colours)``, a module mapping the 2h input maps (B, 2h, H, W), and an optional
+    bias for its input-to-state map, to the layer's h states (B, h, H, W); the module also has
+    ``stepper(batch, height, width, like)`` returning a :class:`LayerStepper`.
     """
 
     Config = RecurrentConfig
 
     def __init__(self, cfg: RecurrentConfig):
         super().__init__(cfg)
-        c, g, h = cfg.image_shape[0], cfg.grouping, cfg.hidden
-        self.input = MaskedConv2d(c, 2 * h, cfg.first_kernel, "A", c, grouping=g)
-        self.lstm_layers = nn.ModuleList(self.make_layer() for _ in range(cfg.layers))
-        self.outputs = nn.ModuleList(MaskedConv2d(h, 2 * h, 1, "B", c, grouping=g) for _ in range(cfg.layers))
+        colours, h = cfg.colours, cfg.hidden
+        self.input = MaskedConv2d(colours.count, 2 * h, cfg.first_kernel, "A", colours)
+        self.lstm_layers = nn.ModuleList(self.make_layer(colours) for _ in range(cfg.layers))
+        self.outputs = nn.ModuleList(MaskedConv2d(h, 2 * h, 1, "B", colours) for _ in range(cfg.layers))
         if cfg.skip:
-            self.skips = nn.ModuleList(MaskedConv2d(2 * h, 2 * h, 1, "B", c, grouping=g) for _ in range(cfg.layers))
-        self.head = OutputHead(2 * h, cfg.head, c, cfg.levels, g)
+            self.skips = nn.ModuleList(MaskedConv2d(2 * h, 2 * h, 1, "B", colours) for _ in range(cfg.layers))
+        self.head = OutputHead(2 * h, cfg.head, cfg.levels, colours)
         self.make_conditioning([layer.input_to_state.out_channels for layer in self.lstm_layers])
 
-    def make_layer(self) -> nn.Module:  # pragma: no cover - abstract
+    def make_layer(self, colours: ColourGroups) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def stack(self, stream: torch.Tensor, states: Callable[[int, torch.Tensor], torch.Tensor],
+              conv1x1: Callable[[MaskedConv2d, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The residual and skip paths around the LSTM layers, from the input conv's 2h maps to the head's input.
+
+        Args:
+            stream: the input convolution's output, (B, 2h, H, W) or one pixel's (B, 2h).
+            states: ``states(k, stream)``: layer k's h states from its input.
+            conv1x1: applies an output or skip convolution (a 1 x 1 mask-B conv) to maps or to one pixel.
+        """
+        skip_sum = None
+        for k in range(self.cfg.layers):
+            out = conv1x1(self.outputs[k], states(k, stream))  # (B, 2h, ...)
+            stream = stream + out if self.cfg.residual else out
+            if self.cfg.skip:
+                skip = conv1x1(self.skips[k], out)
+                skip_sum = skip if skip_sum is None else skip_sum + skip
+        return skip_sum if self.cfg.skip else stream
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
         self.check_images(x)
         biases = self.layer_biases(y, context) or [None] * len(self.lstm_layers)
-        stream = self.input(self.scale(x))  # (B, 2h, H, W)
-        skip_sum = None
-        for k, layer in enumerate(self.lstm_layers):
-            out = self.outputs[k](layer(stream, biases[k]))  # (B, 2h, H, W)
-            stream = stream + out if self.cfg.residual else out
-            if self.cfg.skip:
-                skip = self.skips[k](out)
-                skip_sum = skip if skip_sum is None else skip_sum + skip
-        return self.head(skip_sum if self.cfg.skip else stream)  # (B, K, C, H, W)
+        stream = self.input(self.to_inputs(x))  # (B, 2h, H, W)
+        features = self.stack(stream, lambda k, s: self.lstm_layers[k](s, biases[k]), lambda conv, t: conv(t))
+        return self.head(features)  # (B, K, C, H, W)
+
+    def stepper(self, batch: int, y: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> RecurrentStepper:
+        return RecurrentStepper(self, batch, y=y, context=context)
+
+
+class RecurrentStepper(Stepper):
+    """A recurrent model at one pixel at a time: the same :meth:`RecurrentPixelModel.stack`, on one pixel."""
+
+    def __init__(self, model: RecurrentPixelModel, batch: int, **conditions):
+        super().__init__(model, batch, **conditions)
+        self.input = ConvAt(model.input)
+        self.layers = [layer.stepper(batch, self.height, self.width, self.like) for layer in model.lstm_layers]
+        convs = [*model.outputs, *(model.skips if model.cfg.skip else [])]
+        self.linear = {conv: linear_of(conv) for conv in convs}  # masked once, not at every pixel
+
+    def logits(self, x, i, j):
+        stream = self.input.on_image(x, i, j, self.model.to_inputs)  # (B, 2h)
+        features = self.model.stack(stream, lambda k, s: self.layers[k].at(s, i, j, self.bias(k, i, j)),
+                                    lambda conv, t: F.linear(t, *self.linear[conv]))  # (B, 2h)
+        return self.model.head.at(features)  # (B, K, C)
+
+    def end_row(self, x, i):
+        for k, layer in enumerate(self.layers):
+            layer.end_row(i, self.bias(k, i, slice(None)))

@@ -10,6 +10,10 @@ is a k x 1 convolution over the previous row's states; it needs no mask, since i
 values are all known. The receptive field of a pixel is a triangle above it: row i - d reaches d * (k // 2) columns
 to each side (one more to the left through the masked input conv), widened by the 7 x 7 first layer; it does not
 see the whole context. Initial states are zero.
+
+The layer has three forms, side by side below: :class:`RowScan` (the fast scan, with a hand-written backward),
+``RowLSTMLayer.forward_reference`` (the equation written plainly, which the scan is tested equal to) and
+:class:`RowLSTMLayerStepper` (one pixel at a time, for generation). The cell itself is :mod:`.lstm_cell`.
 """
 
 from __future__ import annotations
@@ -19,8 +23,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..masks import MaskedConv2d
-from .recurrent import RecurrentConfig, RecurrentPixelModel, lstm_update
+import torch.nn.functional as F
+
+from ..masks import ColourGroups, MaskedConv2d
+from .layers import ConvAt
+from .lstm_cell import GATES, lstm_backward, lstm_step, lstm_update
+from .recurrent import LayerStepper, RecurrentConfig, RecurrentPixelModel
+from .registry import register
 
 
 @dataclass(frozen=True)
@@ -32,16 +41,17 @@ class RowScan(torch.autograd.Function):
     """Equation 3 row by row, with a hand-written backward (backpropagation through the rows).
 
     Input: the input-to-state pre-activations ``gates_in`` (H, B, W, 4h) and the state-to-state matrix ``weight``
-    (h*k, 4h) acting on the k neighbours of a pixel in the row above. Output: the states (H, B, W, h). States live
-    in a buffer with a zero row on top (the initial state) and k // 2 zero columns on each side (the convolution's
-    padding), so each row's neighbourhoods are one unfold of the row above. The matrix products run in the dtype
-    of ``gates_in`` (bfloat16 under autocast); the LSTM cell and its gradients in the dtype of ``weight``.
+    (h*k, 4h) acting on the k neighbours of a pixel in the row above, gates in the order of ``GATES``. Output: the
+    states (H, B, W, h). States live in a buffer with a zero row on top (the initial state) and k // 2 zero columns
+    on each side (the convolution's padding), so each row's neighbourhoods are one unfold of the row above. The
+    matrix products run in the dtype of ``gates_in`` (bfloat16 under autocast); the LSTM cell and its gradients in
+    the dtype of ``weight``.
     """
 
     @staticmethod
     def forward(ctx, gates_in: torch.Tensor, weight: torch.Tensor, kernel: int) -> torch.Tensor:
         height, b, width, four_h = gates_in.shape
-        hid, pad, dtype = four_h // 4, kernel // 2, weight.dtype
+        hid, pad, dtype = four_h // len(GATES), kernel // 2, weight.dtype
         with torch.autocast(gates_in.device.type, enabled=False):
             weight_mm = weight.to(gates_in.dtype)
             hs = gates_in.new_zeros(height + 1, b, width + 2 * pad, hid, dtype=dtype)
@@ -51,19 +61,16 @@ class RowScan(torch.autograd.Function):
                 neighbours = hs[r].unfold(1, kernel, 1).reshape(b * width, hid * kernel)  # (BW, h*k)
                 gates = torch.addmm(gates_in[r].view(b * width, four_h), neighbours.to(weight_mm.dtype),
                                     weight_mm).to(dtype)
-                act = torch.cat([torch.sigmoid(gates[:, :3 * hid]), torch.tanh(gates[:, 3 * hid:])], dim=1)
-                o, f, i, g = act.chunk(4, dim=1)
-                cs[r + 1] = torch.addcmul(f * cs[r], i, g)
-                hs[r + 1, :, pad:pad + width] = (o * torch.tanh(cs[r + 1])).view(b, width, hid)
-                acts[r] = act
+                h, cs[r + 1], acts[r] = lstm_step(gates, cs[r], dim=1)  # (BW, h), (BW, h), (BW, 4h)
+                hs[r + 1, :, pad:pad + width] = h.view(b, width, hid)
         ctx.save_for_backward(hs, cs, acts, weight)
-        ctx.shape = (kernel, gates_in.dtype)
+        ctx.kernel, ctx.matmul_dtype = kernel, gates_in.dtype
         return hs[1:, :, pad:pad + width].contiguous()
 
     @staticmethod
     def backward(ctx, grad_states: torch.Tensor):
         hs, cs, acts, weight = ctx.saved_tensors
-        kernel, mm_dtype = ctx.shape
+        kernel, mm_dtype = ctx.kernel, ctx.matmul_dtype
         height, b, width, hid = grad_states.shape
         pad, dtype = kernel // 2, weight.dtype
         with torch.autocast(grad_states.device.type, enabled=False):
@@ -71,16 +78,12 @@ class RowScan(torch.autograd.Function):
             grad_h = torch.zeros_like(hs)  # dL/dh per row: from the output and from the row below
             grad_h[1:, :, pad:pad + width] = grad_states
             grad_c = torch.zeros_like(cs[0])
-            grad_gates = hs.new_empty(height, b, width, 4 * hid, dtype=mm_dtype)
+            grad_gates = hs.new_empty(height, b, width, len(GATES) * hid, dtype=mm_dtype)
             grad_weight = torch.zeros_like(weight)
             for r in reversed(range(height)):
-                o, f, i, g = acts[r].chunk(4, dim=1)
-                tanh_c = torch.tanh(cs[r + 1])
                 dh = grad_h[r + 1, :, pad:pad + width].reshape(b * width, hid)
-                dc = grad_c + dh * o * (1 - tanh_c * tanh_c)
-                d_gates = torch.cat([dh * tanh_c * o * (1 - o), dc * cs[r] * f * (1 - f), dc * g * i * (1 - i),
-                                     dc * i * (1 - g * g)], dim=1).to(mm_dtype)  # (BW, 4h), pre-activation
-                grad_c = dc * f
+                d_gates, grad_c = lstm_backward(acts[r], cs[r], cs[r + 1], dh, grad_c, dim=1)
+                d_gates = d_gates.to(mm_dtype)  # (BW, 4h), pre-activation
                 grad_gates[r] = d_gates.view(b, width, 4 * hid)
                 neighbours = hs[r].unfold(1, kernel, 1).reshape(b * width, hid * kernel).to(mm_dtype)
                 grad_weight += (neighbours.t() @ d_gates).to(dtype)
@@ -93,12 +96,11 @@ class RowScan(torch.autograd.Function):
 class RowLSTMLayer(nn.Module):
     """One Row LSTM layer: 2h input maps (B, 2h, H, W) -> h states (B, h, H, W)."""
 
-    def __init__(self, hidden: int, kernel: int, groups: int, grouping: str):
+    def __init__(self, hidden: int, kernel: int, colours: ColourGroups):
         super().__init__()
         self.hidden = hidden
-        # The gates of one hidden unit (its o, f, i, g) share a colour group: out_chunks=4.
-        self.input_to_state = MaskedConv2d(2 * hidden, 4 * hidden, (1, kernel), "B", groups, out_chunks=4,
-                                           grouping=grouping)
+        # The gates of one hidden unit (its o, f, i, g) share a colour group: one chunk per gate.
+        self.input_to_state = MaskedConv2d(2 * hidden, 4 * hidden, (1, kernel), "B", colours, out_chunks=len(GATES))
         # No bias here: the input-to-state conv has one, and a second would only duplicate it.
         self.state_to_state = nn.Conv1d(hidden, 4 * hidden, kernel, padding=kernel // 2, bias=False)
 
@@ -129,10 +131,44 @@ class RowLSTMLayer(nn.Module):
         return torch.stack(states, 2)  # (B, h, H, W)
 
 
+    def stepper(self, batch: int, height: int, width: int, like: torch.Tensor) -> RowLSTMLayerStepper:
+        return RowLSTMLayerStepper(self, batch, height, width, like)
+
+
+class RowLSTMLayerStepper(LayerStepper):
+    """The layer at one pixel: the input-to-state conv reads the row to its left, the state-to-state conv the k
+    states above it."""
+
+    def __init__(self, layer: RowLSTMLayer, batch: int, height: int, width: int, like: torch.Tensor):
+        hid, self.kernel = layer.hidden, layer.state_to_state.kernel_size[0]
+        self.batch = batch
+        self.input_to_state = ConvAt(layer.input_to_state)  # 1 x k, mask B: reads (i, j - k//2 .. j) of its input
+        self.stream = self.input_to_state.cache(batch, height, width, 2 * hid, like)  # the layer's input
+        # States of each row with a zero row on top (the initial state) and k // 2 zero columns each side.
+        self.states = like.new_zeros(batch, height + 1, width + 2 * (self.kernel // 2), hid)
+        self.cells = like.new_zeros(batch, height + 1, width, hid)
+        # The conv1d weight (4h, h, k) as a matrix over the (k, h) patch of states above.
+        self.state_to_state = layer.state_to_state.weight.permute(0, 2, 1).reshape(4 * hid, self.kernel * hid)
+
+    def at(self, stream, i, j, bias):
+        k = self.kernel
+        self.input_to_state.store(self.stream, i, j, stream)
+        above = self.states[:, i, j:j + k].reshape(self.batch, -1)  # h of row i - 1, columns j - k//2 .. j + k//2
+        gates = self.input_to_state(self.stream, i, j) + F.linear(above, self.state_to_state)  # (B, 4h)
+        if bias is not None:
+            gates = gates + bias
+        h, c = lstm_update(gates, self.cells[:, i, j], dim=-1)
+        self.states[:, i + 1, j + k // 2] = h
+        self.cells[:, i + 1, j] = c
+        return h
+
+
+@register
 class RowLSTM(RecurrentPixelModel):
+    """Section 3.1: a stack of Row LSTM layers (see :class:`RecurrentPixelModel`)."""
+
     name = "row_lstm"
     Config = RowLSTMConfig
 
-    def make_layer(self) -> nn.Module:
-        cfg = self.cfg
-        return RowLSTMLayer(cfg.hidden, cfg.kernel, cfg.image_shape[0], cfg.grouping)
+    def make_layer(self, colours: ColourGroups) -> nn.Module:
+        return RowLSTMLayer(self.cfg.hidden, self.cfg.kernel, colours)
