@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pixelrnn.cli import main
-from test_data import write_idx_set
+from data_files import write_idx_set
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TINY_MODEL = ["--layers", "1", "--hidden", "4", "--head", "8"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .data import DATASETS, absolute_name, require_labels
 from .errors import ConfigError, PixelRNNError
 
 
@@ -65,20 +66,17 @@ def cmd_train(args) -> int:
     if "epochs" in given:
         values.pop("steps", None)
     values.update(given)
+    if "data" in values:  # a folder:PATH is stored absolute, so the run works from any directory
+        values["data"] = absolute_name(values["data"])
     options = _model_options(args)
     if getattr(args, "class_conditional", False):
-        from .data import dataset_info
-
-        classes = dataset_info(values.get("data", "digits"))["num_classes"]
-        if not classes:
-            raise ConfigError(f"{values.get('data')} has no class labels to condition on")
-        options["num_classes"] = classes
+        options["num_classes"] = require_labels(values.get("data", "digits"))
     if options:
         values["model_options"] = {**values.get("model_options", {}), **options}
     config = TrainConfig.from_dict(values)
     time_limit = args.time_limit * 60 if args.time_limit else None
     result = train(config, run_dir, resume=args.resume, progress=not args.quiet, time_limit=time_limit)
-    print(f"trained {config.model} on {config.data}: step {result['step']}/{result['total_steps']}, "
+    print(f"trained {config.model} on {args.data or config.data}: step {result['step']}/{result['total_steps']}, "
           f"train bits/dim {result['train_bits_per_dim']:.4f}, {result['images_per_s']:.1f} images/s")
     if result["valid"]:
         print(f"validation bits/dim {result['valid']['bits_per_dim']:.4f} over {result['valid']['images']} images")
@@ -124,8 +122,9 @@ def cmd_evaluate(args) -> int:
     result = evaluate(model, images, labels, batch_size=args.batch_size, precision=args.precision,
                       progress=not args.quiet)
     result.update(data=name, split=args.split, model=model.config)
-    print(f"{'data':<14}{'split':<8}{'images':>8}{'bits/dim':>11}{'nats/image':>13}")
-    print(f"{name:<14}{args.split:<8}{result['images']:>8}{result['bits_per_dim']:>11.4f}{result['nats_per_image']:>13.2f}")
+    width = max(14, len(args.data or name) + 2)  # a long folder:PATH must not run into the next column
+    print(f"{'data':<{width}}{'split':<8}{'images':>8}{'bits/dim':>11}{'nats/image':>13}")
+    print(f"{args.data or name:<{width}}{args.split:<8}{result['images']:>8}{result['bits_per_dim']:>11.4f}{result['nats_per_image']:>13.2f}")
     out = Path(args.json) if args.json else Path(args.run) / f"eval-{name.replace(':', '_').replace('/', '_')}-{args.split}.json"
     if Path(args.run).is_dir() or args.json:
         out.write_text(json.dumps(result, indent=2) + "\n")
@@ -271,8 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model")
     p.add_argument("--model", choices=model_names())
-    p.add_argument("--data", help="digits, mnist, binarized-mnist, fashion-mnist, cifar10, imagenet32, imagenet64 "
-                                  "or folder:PATH")
+    p.add_argument("--data", help=f"{', '.join(DATASETS)} or folder:PATH")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--preset", help=f"named configuration: {', '.join(PRESETS)}")
     _add_model_flags(p)
