@@ -16,7 +16,7 @@ from pixelrnn import train as train_module
 from pixelrnn.checkpoint import RunFolder, load_trainer_state
 from pixelrnn.cli import build_parser, main
 from pixelrnn.config import PRESETS, preset
-from test_data import write_idx_set
+from data_files import write_idx_set
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TINY_MODEL = ["--layers", "1", "--hidden", "4", "--head", "8"]

@@ -4,14 +4,13 @@ The files are small versions of the real formats. Each image carries its own ind
 can tell which images ended up in which split. No network: downloads go to file:// URLs.
 """
 
+import dataclasses
 import gzip
 import hashlib
-import io
+import json
 import os
 import pickle
-import pickletools
 import shlex
-import struct
 import tarfile
 from pathlib import Path
 
@@ -22,107 +21,24 @@ from PIL import Image
 
 from pixelrnn import data
 from pixelrnn.data import DATASETS, SPLITS, ImageData, dataset_info, default_data_dir, load_dataset
+from pixelrnn.data.folder import folder_split
 from pixelrnn.errors import DataError
+
+from data_files import (add_member, cifar_batch, idx_bytes, png_bytes, tagged_images, tags, write_amat, write_cifar,
+                        write_cifar_archive, write_imagenet_archives, write_imagenet_npz, write_images,
+                        write_idx_set, write_png_archive)
 
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Writers for each format
-
-
-def tagged_images(n, shape, start=0):
-    """``n`` random uint8 images whose first two values encode their index (``start + i``)."""
-    images = np.random.RandomState(start).randint(0, 256, (n, *shape)).astype(np.uint8)
-    flat = images.reshape(n, -1)
-    flat[:, 0] = (np.arange(n) + start) % 256
-    flat[:, 1] = (np.arange(n) + start) // 256
-    return images
-
-
-def tags(images: torch.Tensor) -> list[int]:
-    flat = images.reshape(len(images), -1).long()
-    return (flat[:, 0] + 256 * flat[:, 1]).tolist()
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    return bytes((0, 0, 0x08, array.ndim)) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
-
-
-def write_idx_set(folder: Path, n_train=30, n_test=10) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    train, test = tagged_images(n_train, (28, 28)), tagged_images(n_test, (28, 28), start=1000)
-    for name, array in [("train-images-idx3-ubyte.gz", train), ("t10k-images-idx3-ubyte.gz", test),
-                        ("train-labels-idx1-ubyte.gz", (np.arange(n_train) % 10).astype(np.uint8)),
-                        ("t10k-labels-idx1-ubyte.gz", (np.arange(n_test) % 10).astype(np.uint8))]:
-        (folder / name).write_bytes(gzip.compress(idx_bytes(array)))
-
-
-def write_amat(path: Path, n: int, start=0) -> np.ndarray:
-    bits = np.random.RandomState(start).randint(0, 2, (n, 784)).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(" ".join(map(str, row)) + "\n" for row in bits))
-    return bits
-
-
-def cifar_batch(n, start) -> dict:
-    return {b"batch_label": b"tiny batch", b"labels": [(start + i) % 10 for i in range(n)],
-            b"data": tagged_images(n, (3072,), start=start), b"filenames": [b"x.png"] * n}
-
-
-def python2_style(payload: bytes) -> bytes:
-    """Rewrite a protocol-3 pickle the way Python 2 and NumPy 1 wrote the real CIFAR batches.
-
-    Python 2 stored bytes as str (BINSTRING opcodes), and NumPy 1 named ``numpy.core``. Same lengths, so the
-    opcodes can be swapped in place.
-    """
-    out = bytearray(payload)
-    for op, _, pos in pickletools.genops(payload):
-        if op.name == "BINBYTES":
-            out[pos:pos + 1] = b"T"  # BINSTRING
-        elif op.name == "SHORT_BINBYTES":
-            out[pos:pos + 1] = b"U"  # SHORT_BINSTRING
-    return bytes(out).replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
-
-
-def write_cifar(folder: Path, per_batch=4, n_test=5, style="python3") -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for k, name in enumerate(names):
-        batch = cifar_batch(n_test if name == "test_batch" else per_batch, start=100 * k)
-        payload = pickle.dumps(batch, protocol=3 if style == "python2" else 4)
-        (folder / name).write_bytes(python2_style(payload) if style == "python2" else payload)
-
-
-def write_cifar_archive(path: Path, extra_member: str | None = None) -> None:
-    staging = path.parent / "staging"
-    write_cifar(staging)
-    with tarfile.open(path, "w:gz") as tar:
-        for f in sorted(staging.iterdir()):
-            tar.add(f, arcname=f"cifar-10-batches-py/{f.name}")
-        if extra_member:
-            info = tarfile.TarInfo(extra_member)
-            info.size = 5
-            tar.addfile(info, io.BytesIO(b"evil\n"))
-
-
-def write_imagenet(folder: Path, side=32, per_file=3, n_val=4, flat=False) -> None:
-    tag = f"Imagenet{side}"
-    train_dir = folder if flat else folder / f"{tag}_train_npz"
-    val_dir = folder if flat else folder / f"{tag}_val_npz"
-    train_dir.mkdir(parents=True, exist_ok=True)
-    val_dir.mkdir(parents=True, exist_ok=True)
-    for i in range(1, 11):
-        start = (i - 1) * per_file
-        np.savez(train_dir / f"train_data_batch_{i}.npz", data=tagged_images(per_file, (3 * side * side,), start),
-                 labels=(np.arange(start, start + per_file) % 1000) + 1)
-    np.savez(val_dir / "val_data.npz", data=tagged_images(n_val, (3 * side * side,), 5000),
-             labels=np.arange(n_val) + 1)
-
-
 def md5(path: Path) -> str:
     return "md5:" + hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def patch_spec(monkeypatch, name, **changes):
+    """Change fields of one registered spec for the duration of a test."""
+    monkeypatch.setitem(data.SPECS, name, dataclasses.replace(data.SPECS[name], **changes))
 
 
 def all_splits(name, **kwargs):
@@ -142,9 +58,10 @@ def assert_disjoint_cover(splits, expected_tags):
 
 def test_dataset_info_matches_loaded_digits_and_rejects_unknown_names():
     assert set(DATASETS) == {"digits", "mnist", "binarized-mnist", "fashion-mnist", "cifar10", "imagenet32",
-                             "imagenet64"}
+                             "imagenet64", "imagenet32-resized", "imagenet64-resized"}
     assert dataset_info("binarized-mnist") == {"image_shape": (1, 28, 28), "levels": 2, "num_classes": None}
-    assert dataset_info("imagenet64") == {"image_shape": (3, 64, 64), "levels": 256, "num_classes": 1000}
+    assert dataset_info("imagenet64") == {"image_shape": (3, 64, 64), "levels": 256, "num_classes": None}
+    assert dataset_info("imagenet64-resized") == {"image_shape": (3, 64, 64), "levels": 256, "num_classes": 1000}
     assert dataset_info("folder:/nowhere")["image_shape"] is None
     d = load_dataset("digits")
     info = dataset_info("digits")
@@ -225,7 +142,7 @@ def test_mnist_idx_splits(tmp_path):
 def test_fashion_mnist_is_found_in_the_system_directory(tmp_path, monkeypatch):
     system = tmp_path / "usr-share"
     write_idx_set(system, n_train=20, n_test=5)
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (system,))
+    patch_spec(monkeypatch, "fashion-mnist", system_dirs=(system,))
     d = load_dataset("fashion-mnist", "test", data_dir=tmp_path / "empty", download=False)
     assert d.name == "fashion-mnist" and len(d) == 5 and d.image_shape == (1, 28, 28)
     # A copy in the data directory comes first.
@@ -259,7 +176,7 @@ def test_idx_images_and_labels_must_agree(tmp_path):
 
 
 def test_missing_set_offline_names_files_and_directory(tmp_path, monkeypatch):
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", ())
+    patch_spec(monkeypatch, "fashion-mnist", system_dirs=())
     with pytest.raises(DataError) as error:
         load_dataset("fashion-mnist", "train", data_dir=tmp_path, download=False)
     message = str(error.value)
@@ -275,7 +192,7 @@ def test_missing_set_offline_names_files_and_directory(tmp_path, monkeypatch):
 def serve(monkeypatch, name, server: Path, files, checksums=None):
     """Point the download table for ``name`` at files in ``server``."""
     table = {f: (server.joinpath(f).as_uri(), (checksums or {}).get(f) or md5(server / f)) for f in files}
-    monkeypatch.setitem(data.DOWNLOADS, name, table)
+    patch_spec(monkeypatch, name, downloads=table)
 
 
 def test_download_with_checksum(tmp_path, monkeypatch):
@@ -411,12 +328,12 @@ def test_cifar10_missing_offline(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Downsampled ImageNet (npz)
+# Downsampled ImageNet of Chrabaszcz et al. 2017 (npz): imagenet32-resized, imagenet64-resized
 
 
-def test_imagenet32_npz_in_subfolders(tmp_path):
-    write_imagenet(tmp_path / "imagenet32", side=32, per_file=3, n_val=4)
-    splits = all_splits("imagenet32", data_dir=tmp_path)
+def test_imagenet32_resized_npz_in_subfolders(tmp_path):
+    write_imagenet_npz(tmp_path / "imagenet32-resized", side=32, per_file=3, n_val=4)
+    splits = all_splits("imagenet32-resized", data_dir=tmp_path)
     assert {s: len(d) for s, d in splits.items()} == {"train": 27, "valid": 3, "test": 4}
     assert_disjoint_cover([splits["train"], splits["valid"]], range(30))
     for d in splits.values():
@@ -429,44 +346,36 @@ def test_imagenet32_npz_in_subfolders(tmp_path):
     assert np.array_equal(test.images[1].numpy(), row.reshape(3, 32, 32))  # CHW rows
 
 
-def test_imagenet64_npz_directly_in_the_set_folder(tmp_path):
-    write_imagenet(tmp_path / "imagenet64", side=64, per_file=1, n_val=2, flat=True)
-    d = load_dataset("imagenet64", "train", data_dir=tmp_path)
+def test_imagenet64_resized_npz_directly_in_the_set_folder(tmp_path):
+    write_imagenet_npz(tmp_path / "imagenet64-resized", side=64, per_file=1, n_val=2, flat=True)
+    d = load_dataset("imagenet64-resized", "train", data_dir=tmp_path)
     assert len(d) == 9 and d.image_shape == (3, 64, 64)
-    assert load_dataset("imagenet64", "test", data_dir=tmp_path).image_shape == (3, 64, 64)
+    assert load_dataset("imagenet64-resized", "test", data_dir=tmp_path).image_shape == (3, 64, 64)
 
 
-def test_imagenet_missing_names_files_and_directory(tmp_path):
+def test_imagenet_resized_missing_names_files_and_directory(tmp_path):
     with pytest.raises(DataError) as error:
-        load_dataset("imagenet32", "test", data_dir=tmp_path, download=True)  # no public URL: never downloads
+        load_dataset("imagenet32-resized", "test", data_dir=tmp_path, download=True)  # no public URL: never downloads
     message = str(error.value)
-    assert "Imagenet32_val_npz/val_data.npz" in message and str(tmp_path / "imagenet32") in message
+    assert "Imagenet32_val_npz/val_data.npz" in message and str(tmp_path / "imagenet32-resized") in message
 
 
-def test_imagenet_wrong_size_or_pickled_arrays_are_data_errors(tmp_path):
-    write_imagenet(tmp_path / "imagenet32", side=32, per_file=3, n_val=4)
-    val = tmp_path / "imagenet32" / "Imagenet32_val_npz" / "val_data.npz"
+def test_imagenet_resized_wrong_size_or_pickled_arrays_are_data_errors(tmp_path):
+    write_imagenet_npz(tmp_path / "imagenet32-resized", side=32, per_file=3, n_val=4)
+    val = tmp_path / "imagenet32-resized" / "Imagenet32_val_npz" / "val_data.npz"
     np.savez(val, data=np.zeros((2, 3 * 64 * 64), np.uint8), labels=np.array([1, 2]))
     with pytest.raises(DataError, match="val_data.npz"):
-        load_dataset("imagenet32", "test", data_dir=tmp_path)
+        load_dataset("imagenet32-resized", "test", data_dir=tmp_path)
     np.savez(val, data=np.array([object()] * 2, dtype=object), labels=np.array([1, 2]))
     with pytest.raises(DataError, match="val_data.npz"):
-        load_dataset("imagenet32", "test", data_dir=tmp_path)
+        load_dataset("imagenet32-resized", "test", data_dir=tmp_path)
     val.write_bytes(b"not a zip")
     with pytest.raises(DataError, match="val_data.npz"):
-        load_dataset("imagenet32", "test", data_dir=tmp_path)
+        load_dataset("imagenet32-resized", "test", data_dir=tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # folder:PATH
-
-
-def write_images(folder: Path, n, size=(6, 6), mode="L", suffix=".png", start=0):
-    folder.mkdir(parents=True, exist_ok=True)
-    channels = 1 if mode == "L" else 3
-    for i in range(n):
-        array = tagged_images(1, (size[1], size[0], channels), start + i)[0]
-        Image.fromarray(array[..., 0] if mode == "L" else array, mode).save(folder / f"img{start + i:03d}{suffix}")
 
 
 def test_folder_greyscale_splits(tmp_path):
@@ -489,7 +398,7 @@ def test_folder_mixed_modes_become_rgb_and_jpeg_is_read(tmp_path):
     d = load_dataset(f"folder:{tmp_path / 'pics'}", "train")
     assert d.image_shape == (3, 6, 6) and len(d) == 3  # 5 images: 1 test, 1 valid
     # At most two of the three greyscale images are held out; the others appear with the value in all channels.
-    names = [p.name for p in data._folder_split(sorted((tmp_path / "pics").iterdir()), "train")]
+    names = [p.name for p in folder_split(sorted((tmp_path / "pics").iterdir()), "train")]
     grey = [n for n in names if n in ("img000.png", "img001.png", "img002.png")]
     assert grey
     for n in grey:
@@ -501,7 +410,7 @@ def test_folder_sizes_must_agree_unless_resized(tmp_path):
     write_images(tmp_path / "pics", 3, size=(6, 6), mode="RGB")
     write_images(tmp_path / "pics", 1, size=(10, 7), mode="RGB", start=3)
     name = f"folder:{tmp_path / 'pics'}"
-    with pytest.raises(DataError, match="image_size"):
+    with pytest.raises(DataError, match="pass --image-size N"):
         load_dataset(name)
     d = load_dataset(name, "train", image_size=4)
     assert d.image_shape == (3, 4, 4) and len(d) == 2
@@ -538,3 +447,191 @@ def test_real_fashion_mnist(tmp_path):
     assert len(train) == 55000 and train.image_shape == (1, 28, 28) and train.labels.bincount().min() > 5000
     assert len(load_dataset("fashion-mnist", "valid", data_dir=tmp_path, download=False)) == 5000
     assert len(load_dataset("fashion-mnist", "test", data_dir=tmp_path, download=False)) == 10000
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The paper's downsampled ImageNet (tar archives of PNGs): imagenet32, imagenet64
+
+
+def test_imagenet32_png_archives_pixel_for_pixel_in_a_stable_order(tmp_path):
+    train, valid = write_imagenet_archives(tmp_path / "imagenet32", side=32, n_train=30, n_valid=5)
+    splits = all_splits("imagenet32", data_dir=tmp_path)
+    assert {s: len(d) for s, d in splits.items()} == {"train": 27, "valid": 3, "test": 5}
+    for d in splits.values():
+        assert d.image_shape == (3, 32, 32) and d.levels == 256 and d.labels is None and d.num_classes is None
+    # The test split is the official validation archive, in the order of the member names (the archive holds
+    # them shuffled); train and valid are carved from the training archive.
+    assert np.array_equal(splits["test"].images.numpy(), valid)
+    assert_disjoint_cover([splits["train"], splits["valid"]], range(30))
+    for d in (splits["train"], splits["valid"]):
+        assert np.array_equal(d.images.numpy(), train[tags(d.images)])
+    again = load_dataset("imagenet32", "valid", data_dir=tmp_path)  # from the cache now
+    assert torch.equal(again.images, splits["valid"].images)
+    assert sorted(p.name for p in (tmp_path / "imagenet32").iterdir()) == [
+        "train_32x32.npy", "train_32x32.npy.json", "train_32x32.tar",
+        "valid_32x32.npy", "valid_32x32.npy.json", "valid_32x32.tar"]  # no temporary file left behind
+
+
+def test_imagenet64_unpacked_folders_give_the_archives_order(tmp_path):
+    train, _ = write_imagenet_archives(tmp_path / "tar" / "imagenet64", side=64, n_train=12, n_valid=2)
+    for name in ("train_64x64.tar", "valid_64x64.tar"):
+        with tarfile.open(tmp_path / "tar" / "imagenet64" / name) as tar:
+            tar.extractall(tmp_path / "dir" / "imagenet64", filter="data")
+    from_tar = load_dataset("imagenet64", "train", data_dir=tmp_path / "tar")
+    from_dir = load_dataset("imagenet64", "train", data_dir=tmp_path / "dir")
+    assert len(from_dir) == 11 and torch.equal(from_tar.images, from_dir.images)
+    assert np.array_equal(from_dir.images.numpy(), train[tags(from_dir.images)])
+
+
+def test_imagenet_bad_members_are_skipped_with_one_line_naming_them(tmp_path, capsys):
+    grey = tagged_images(1, (32, 32))[0]
+    extra = [("train_32x32/readme.txt", b"hello"),
+             ("train_32x32/small.png", png_bytes(tagged_images(1, (3, 16, 16))[0])),
+             ("train_32x32/grey.png", png_bytes(grey, mode="L")),
+             ("train_32x32/broken.png", b"\x89PNG\r\n\x1a\n garbage"),
+             ("train_32x32/fake.png", b"GIF89a not a png")]
+    train = write_png_archive(tmp_path / "imagenet32" / "train_32x32.tar", 20, extra=extra)
+    with tarfile.open(tmp_path / "imagenet32" / "train_32x32.tar", "a") as tar:
+        add_member(tar, "train_32x32/link.png", kind=tarfile.SYMTYPE, link="0000001.png")
+    d = load_dataset("imagenet32", "train", data_dir=tmp_path)
+    assert len(d) == 18 and np.array_equal(d.images.numpy(), train[tags(d.images)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert "skipped 6 of 26 members" in lines[0] and "32x32 RGB PNGs" in lines[0] and "and 1 more" in lines[0]
+    assert ("train_32x32/broken.png (unreadable" in lines[0] and "train_32x32/fake.png (not a PNG)" in lines[0]
+            and "train_32x32/grey.png (mode L)" in lines[0] and "train_32x32/link.png (not a regular file)" in lines[0]
+            and "train_32x32/readme.txt (not a .png file)" in lines[0])  # the first five by name; small.png counted
+    # Said again on later loads, from the cache's record, so it is not lost in the first run's output.
+    load_dataset("imagenet32", "train", data_dir=tmp_path)
+    assert "skipped 6 of 26" in capsys.readouterr().err
+
+
+def test_imagenet_archive_of_nothing_usable_is_an_error(tmp_path):
+    write_png_archive(tmp_path / "imagenet32" / "valid_32x32.tar", 0, extra=[("valid_32x32/a.txt", b"x")])
+    with pytest.raises(DataError, match="holds no 32x32 RGB PNG images"):
+        load_dataset("imagenet32", "test", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("member", ["../escaped.png", "valid_32x32/../../escaped.png", "/tmp/escaped.png"])
+def test_imagenet_member_paths_outside_the_folder_are_refused(tmp_path, member):
+    payload = png_bytes(tagged_images(1, (3, 32, 32))[0])
+    write_png_archive(tmp_path / "data" / "imagenet32" / "valid_32x32.tar", 3, extra=[(member, payload)])
+    with pytest.raises(DataError, match="unsafe member path") as error:
+        load_dataset("imagenet32", "test", data_dir=tmp_path / "data")
+    assert "\n" not in str(error.value)
+    assert sorted(p.name for p in (tmp_path / "data" / "imagenet32").iterdir()) == ["valid_32x32.tar"]
+    assert not list(tmp_path.rglob("escaped.png"))
+
+
+def test_imagenet_cache_is_used_then_rebuilt_when_the_archive_changes(tmp_path, monkeypatch):
+    from pixelrnn.data import imagenet
+
+    folder = tmp_path / "imagenet32"
+    first = write_png_archive(folder / "valid_32x32.tar", 6)
+    assert np.array_equal(load_dataset("imagenet32", "test", data_dir=tmp_path).images.numpy(), first)
+    decoded = []
+    real = imagenet.decode_png
+    monkeypatch.setattr(imagenet, "decode_png", lambda *a: decoded.append(1) or real(*a))
+    again = load_dataset("imagenet32", "test", data_dir=tmp_path)
+    assert np.array_equal(again.images.numpy(), first) and not decoded  # mapped from the cache, nothing decoded
+
+    second = write_png_archive(folder / "valid_32x32.tar", 4, start=100)  # a different archive: size and mtime
+    assert np.array_equal(load_dataset("imagenet32", "test", data_dir=tmp_path).images.numpy(), second)
+    assert len(decoded) == 4
+    meta = json.loads((folder / "valid_32x32.npy.json").read_text())
+    assert meta["images"] == 4 and meta["source"]["size"] == (folder / "valid_32x32.tar").stat().st_size
+
+    # Same size, new modification time: rebuilt too.
+    os.utime(folder / "valid_32x32.tar", ns=(0, meta["source"]["mtime_ns"] + 10**9))
+    load_dataset("imagenet32", "test", data_dir=tmp_path)
+    assert len(decoded) == 8
+
+
+@pytest.mark.parametrize("damage", [
+    lambda npy: npy.write_bytes(npy.read_bytes()[:-100]),  # truncated
+    lambda npy: npy.write_bytes(b"not an npy file"),
+    lambda npy: np.save(npy, np.zeros((4, 3, 32, 32), np.uint8)),  # a foreign array of another shape
+    lambda npy: npy.unlink(),
+    lambda npy: npy.with_name(npy.name + ".json").write_text("{garbled"),
+])
+def test_imagenet_damaged_cache_is_rebuilt_not_trusted(tmp_path, damage):
+    images = write_png_archive(tmp_path / "imagenet32" / "valid_32x32.tar", 6)
+    load_dataset("imagenet32", "test", data_dir=tmp_path)
+    damage(tmp_path / "imagenet32" / "valid_32x32.npy")
+    assert np.array_equal(load_dataset("imagenet32", "test", data_dir=tmp_path).images.numpy(), images)
+    assert np.array_equal(np.load(tmp_path / "imagenet32" / "valid_32x32.npy"), images)  # and repaired
+
+
+def test_imagenet_unwritable_data_directory_decodes_without_a_cache(tmp_path, monkeypatch, capsys):
+    from pixelrnn.data import cache
+
+    images = write_png_archive(tmp_path / "imagenet32" / "valid_32x32.tar", 5)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")  # chmod does not stop root, so refuse the write here
+
+    monkeypatch.setattr(cache.tempfile, "mkstemp", read_only)
+    d = load_dataset("imagenet32", "test", data_dir=tmp_path)
+    assert np.array_equal(d.images.numpy(), images)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "decoding without" in err[0] and "Permission denied" in err[0]
+    assert sorted(p.name for p in (tmp_path / "imagenet32").iterdir()) == ["valid_32x32.tar"]
+
+
+def test_imagenet_missing_archives_are_one_line_that_says_where_and_no_download(tmp_path):
+    with pytest.raises(DataError) as error:
+        load_dataset("imagenet64", "train", data_dir=tmp_path, download=True)
+    message = str(error.value)
+    assert "train_64x64.tar and valid_64x64.tar" in message and str(tmp_path / "imagenet64") in message
+    assert "never downloaded" in message and "\n" not in message
+    assert not (tmp_path / "imagenet64").exists()
+
+
+def test_class_labels_are_refused_for_the_unlabelled_imagenet_naming_the_labelled_one():
+    assert data.require_labels("imagenet32-resized") == 1000 and data.require_labels("digits") == 10
+    with pytest.raises(DataError, match="imagenet32 has no class labels.*imagenet32-resized"):
+        data.require_labels("imagenet32")
+    with pytest.raises(DataError, match="binarized-mnist has no class labels.*digits, mnist"):
+        data.require_labels("binarized-mnist")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data sets through the command line
+
+
+def test_folder_run_is_stored_absolute_and_evaluates_from_another_directory(tmp_path, monkeypatch, capsys):
+    from pixelrnn.cli import main
+
+    write_images(tmp_path / "work" / "scratch" / "myimgs", 12, size=(4, 4))
+    monkeypatch.chdir(tmp_path / "work")
+    run = str(tmp_path / "run")
+    assert main(["train", "--preset", "tiny", "--data", "folder:scratch/myimgs", "--steps", "2", "--out", run,
+                 "--quiet"]) == 0
+    assert "on folder:scratch/myimgs:" in capsys.readouterr().out  # shown as the user wrote it
+    stored = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert stored["data"] == f"folder:{tmp_path / 'work' / 'scratch' / 'myimgs'}"
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", run, "--quiet"]) == 0
+    # A long name keeps its columns apart.
+    monkeypatch.chdir(tmp_path / "work")
+    assert main(["evaluate", run, "--data", "folder:scratch/myimgs", "--split", "valid", "--quiet"]) == 0
+    header, row = capsys.readouterr().out.splitlines()[-3:-1]
+    assert row.startswith("folder:scratch/myimgs  valid") and header.index("split") == row.index("valid")
+
+
+def test_relative_folder_that_is_not_there_says_to_pass_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"is not a directory \(relative to .*\); give its absolute path with --data"):
+        load_dataset("folder:scratch/myimgs")
+    assert data.absolute_name("folder:scratch/x") == f"folder:{tmp_path / 'scratch' / 'x'}"
+    assert data.absolute_name("cifar10") == "cifar10" and data.absolute_name("folder:") == "folder:"
+
+
+def test_class_conditional_on_imagenet32_is_refused_in_one_line(tmp_path, capsys):
+    from pixelrnn.cli import main
+
+    assert main(["train", "--preset", "tiny", "--data", "imagenet32", "--class-conditional",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "imagenet32 has no class labels" in err and "imagenet32-resized" in err

@@ -23,7 +23,7 @@ from .allocator import tune
 from .benchmark import train_speed
 from .checkpoint import RunFolder, load_checkpoint, training_config
 from .config import FLAG_FIELDS, PRESETS, TrainConfig, default_preset, merge, parse_sets, preset
-from .data import SPLITS, load_dataset
+from .data import DATASETS, SPLITS, absolute_name, load_dataset, require_labels
 from .distributions import nats_to_bits_per_dim
 from .errors import ConfigError, OutputError, PixelRNNError, write_atomic, writing
 from .evaluate import evaluate
@@ -139,8 +139,7 @@ def add_train(sub, shared: Shared) -> None:
                        description="Train a model. Without --preset, a data set's CPU-sized preset is used where "
                                    "one exists (`pixelrnn presets` lists them); any flag overrides the preset.")
     p.add_argument("--model", choices=model_names(), help="model family (default: the preset's, else pixelcnn)")
-    p.add_argument("--data", help="digits, mnist, binarized-mnist, fashion-mnist, cifar10, imagenet32, imagenet64 "
-                                  "or folder:PATH (default: the preset's, else digits)")
+    p.add_argument("--data", help=f"{', '.join(DATASETS)} or folder:PATH (default: the preset's, else digits)")
     p.add_argument("--out", required=True, help="the run folder")
     p.add_argument("--preset", help="named configuration (default: the CPU-sized one for --data, if any); "
                                     "`pixelrnn presets` lists them")
@@ -203,7 +202,7 @@ def _report(result: dict, config: TrainConfig, run: RunFolder, args) -> int:
               f"To train longer: {resume} --steps {2 * step}")
         return 0
     if result["train_bits_per_dim"] is not None:
-        print(f"trained {config.model} on {config.data}: step {step}/{total}, "
+        print(f"trained {config.model} on {args.data or config.data}: step {step}/{total}, "
               f"train bits/dim {result['train_bits_per_dim']:.4f}, {result['images_per_s']:.1f} images/s")
     if result["valid"]:
         print(f"validation bits/dim {result['valid']['bits_per_dim']:.4f} over {result['valid']['images']} images")
@@ -272,8 +271,10 @@ def cmd_evaluate(args) -> int:
     result = evaluate(model, images, labels, batch_size=args.batch_size, precision=args.precision,
                       progress=not args.quiet)
     result.update(data=name, split=args.split, model=model.config)
-    print(f"{'data':<14}{'split':<8}{'images':>8}{'bits/dim':>11}{'nats/image':>13}")
-    print(f"{name:<14}{args.split:<8}{result['images']:>8}{result['bits_per_dim']:>11.4f}{result['nats_per_image']:>13.2f}")
+    width = max(14, len(args.data or name) + 2)  # a long folder:PATH must not run into the next column
+    print(f"{'data':<{width}}{'split':<8}{'images':>8}{'bits/dim':>11}{'nats/image':>13}")
+    print(f"{args.data or name:<{width}}{args.split:<8}{result['images']:>8}{result['bits_per_dim']:>11.4f}"
+          f"{result['nats_per_image']:>13.2f}")
     out = Path(args.json) if args.json else RunFolder(args.run).evaluation(name, args.split)
     if Path(args.run).is_dir() or args.json:
         out.write_text(json.dumps(result, indent=2) + "\n")
