@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, codec
+from . import __version__, codec, pretrained
 from .allocator import tune
 from .benchmark import train_speed
-from .checkpoint import RunFolder, load_checkpoint, training_config
+from .checkpoint import RunFolder, training_config
 from .config import FLAG_FIELDS, PRESETS, TrainConfig, default_preset, merge, parse_sets, preset
 from .data import DATASETS, SPLITS, absolute_name, load_dataset, require_labels
 from .distributions import nats_to_bits_per_dim
@@ -30,6 +30,7 @@ from .evaluate import evaluate
 from .images import completion_panel, image_format, read_image, save_grid, save_image
 from .models import build_model, model_names
 from .occlusion import occlusion
+from .plot import plot_curves
 from .precision import PRECISIONS
 from .train import train
 
@@ -87,7 +88,8 @@ class Shared:
         parents["data_dir"].add_argument("--data-dir", metavar="DIR", help="where data sets live (default: "
                                          "$PIXELRNN_DATA_DIR, else ~/.cache/pixelrnn/data)")
         parents["run"].add_argument("run", help="a run folder (or a checkpoint folder, its model.safetensors, or "
-                                                "RUN/checkpoints/latest)")
+                                                "RUN/checkpoints/latest), or a shipped model's name (`pixelrnn "
+                                                "models`; pretrained:NAME when a folder has that name)")
         model = parents["model"]
         model.add_argument("--layers", type=count, help="layers: residual blocks or LSTM layers (default: the "
                                                         "preset's, else the model's)")
@@ -251,8 +253,8 @@ def add_evaluate(sub, shared: Shared) -> None:
 
 def _model_and_data(args):
     """The checkpoint's model, and the data split to use with it (by default the data it was trained on)."""
-    model = load_checkpoint(args.run)
-    trained = training_config(args.run)
+    model = pretrained.load(args.run)
+    trained = training_config(pretrained.resolve(args.run))
     name = args.data or trained.get("data")
     if name is None:
         raise ConfigError("this checkpoint does not say what data it was trained on; pass --data, e.g. --data digits")
@@ -298,7 +300,7 @@ def add_sample(sub, shared: Shared) -> None:
 
 def cmd_sample(args) -> int:
     output = _writable(args.output, args.force, image=True)
-    model = load_checkpoint(args.run)
+    model = pretrained.load(args.run)
     generator = torch.Generator().manual_seed(args.seed)
     classes = model.cfg.num_classes
     model.check_labels(args.class_label)  # --class: a clear error for an unconditional model or a bad label
@@ -371,7 +373,7 @@ def _load_images(args):
     if args.data:
         model, data = _model_and_data(args)
         return model, data.images[:args.limit].long()
-    model = load_checkpoint(args.run)
+    model = pretrained.load(args.run)
     if not args.images:
         raise ConfigError("give image files to compress, or --data NAME, e.g. --data digits")
     return model, torch.stack([read_image(path, model.image_shape, model.levels) for path in args.images])
@@ -403,7 +405,7 @@ def cmd_decompress(args) -> int:
     if any(out.glob("image-*.png")) and not args.force:
         raise ConfigError(f"{out} already holds decompressed images; pass --force to overwrite them, or -o another "
                           "folder")
-    model = load_checkpoint(args.run)
+    model = pretrained.load(args.run)
     try:
         data = Path(args.file).read_bytes()
     except OSError as e:
@@ -446,7 +448,52 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = (add_train, add_evaluate, add_sample, add_complete, add_compress, add_decompress, add_bench, add_presets)
+# models
+
+def add_models(sub, shared: Shared) -> None:
+    p = sub.add_parser("models", help="list the trained models shipped with the package",
+                       description="The trained models shipped with the package. Wherever a run folder is expected, "
+                                   "a shipped name works too (pretrained:NAME when a folder of that name exists).")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args) -> int:
+    shipped = [pretrained.shipped(name) for name in pretrained.names()]
+    if not shipped:
+        print(f"none shipped yet: this pixelrnn {__version__} has no trained models built in")
+        return 0
+    print(f"{'name':<26}{'data':<15}{'shape':<10}{'parameters':>11}{'test bits/dim':>15}{'size':>9}")
+    for model in shipped:
+        r = model.record
+        shape = "x".join(map(str, r["image_shape"]))
+        print(f"{model.name:<26}{r['data']:<15}{shape:<10}{r['parameters']:>11,}{r['test_bits_per_dim']:>15.4f}"
+              f"{model.size() / 1e6:>7.1f}MB")
+    print("use a name wherever a run folder goes, e.g. `pixelrnn sample NAME -n 16`; in Python: "
+          "pixelrnn.load_pretrained(NAME)")
+    return 0
+
+
+# plot
+
+def add_plot(sub, shared: Shared) -> None:
+    p = sub.add_parser("plot", help="training curves of runs as a PNG (needs matplotlib)",
+                       description="Train and validation bits/dim against steps and against training time, one "
+                                   "colour per run, from each run's metrics.csv. Needs matplotlib: "
+                                   "pip install 'pixelrnn[plot]'.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders, metrics.csv files or shipped model names")
+    _output_flags(p, "curves.png", "the PNG to write")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args) -> int:
+    output = _writable(args.output, args.force, image=True)
+    runs = {str(run): pretrained.metrics_file(run) for run in args.runs}
+    print(f"wrote the curves of {len(runs)} run{'s' if len(runs) > 1 else ''} to {plot_curves(runs, output)}")
+    return 0
+
+
+COMMANDS = (add_train, add_evaluate, add_sample, add_complete, add_compress, add_decompress, add_bench, add_presets,
+            add_models, add_plot)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
 from pathlib import Path
 
@@ -87,17 +88,29 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor
 
 
 class MetricsLog:
-    """Appends rows to metrics.csv, and to TensorBoard when it is installed."""
+    """Appends rows to metrics.csv, and to TensorBoard when it is installed.
+
+    ``seconds`` is the training time, cumulative across resumes. Starting at ``step``, rows logged after it (by a
+    run that went on past its last checkpoint) are dropped, so that each step appears once after a resume.
+    """
 
     FIELDS = ("step", "split", "bits_per_dim", "images_per_s", "lr", "seconds")
 
-    def __init__(self, run: ckpt.RunFolder):
+    def __init__(self, run: ckpt.RunFolder, step: int = 0):
         self.path = run.metrics
-        new = not self.path.exists()
+        kept = []
+        if self.path.exists():
+            with open(self.path, newline="") as f:
+                kept = [row for row in csv.DictReader(f) if int(row["step"]) <= step]
+        self.seconds = max((float(row["seconds"]) for row in kept if row.get("seconds")), default=0.0)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", newline="") as f:  # the kept rows replace the old file only once written in full
+            writer = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp, self.path)
         self.file = open(self.path, "a", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=self.FIELDS)
-        if new:
-            self.writer.writeheader()
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -197,18 +210,23 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
 
     def save() -> None:
         state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step,
-                 "torch_rng": torch.get_rng_state(), "total_steps": total_steps, "lr_extended": extended}
+                 "torch_rng": torch.get_rng_state(), "total_steps": total_steps, "lr_extended": extended,
+                 "seconds": training_time()}
         result["checkpoint"] = run.save(step, model, state, extra_config={"train": config.to_dict()})
+
+    def training_time() -> float:
+        return trained_before + time.perf_counter() - start
 
     def validate(limit: int | None) -> dict:
         images = valid_data.images if limit is None else valid_data.images[:limit]
         labels = valid_data.labels if limit is None or valid_data.labels is None else valid_data.labels[:limit]
         result = evaluate(model, images, labels, batch_size=config.eval_batch_size, precision=config.precision)
         log.write(step=step, split="valid", bits_per_dim=result["bits_per_dim"], images_per_s="", lr="",
-                  seconds=round(time.perf_counter() - start, 2))
+                  seconds=round(training_time(), 2))
         return result
 
-    log = MetricsLog(run)
+    log = MetricsLog(run, step)
+    trained_before = max((state or {}).get("seconds", 0.0), log.seconds)  # training time goes on across resumes
     model.train()
     start = time.perf_counter()
     first_step = step
@@ -243,7 +261,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
                 bar.set_postfix(bpd=f"{result['train_bits_per_dim']:.4f}", img_s=f"{result['images_per_s']:.1f}")
                 log.write(step=step, split="train", bits_per_dim=result["train_bits_per_dim"],
                           images_per_s=round(result["images_per_s"], 2), lr=schedule.get_last_lr()[0],
-                          seconds=round(time.perf_counter() - start, 2))
+                          seconds=round(training_time(), 2))
                 window_start, window_images = time.perf_counter(), 0
             if config.eval_every and step % config.eval_every == 0 and step < total_steps:
                 result["valid"] = validate(config.eval_limit)

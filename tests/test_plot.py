@@ -1,0 +1,74 @@
+"""Training curves: metrics.csv keeps one row per step and cumulative time across resumes; `pixelrnn plot` draws it."""
+
+import csv
+import importlib.util
+import time
+
+import pytest
+
+from pixelrnn import train as train_module
+from pixelrnn.checkpoint import RunFolder
+from pixelrnn.cli import main
+from pixelrnn.plot import read_metrics
+
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+TRAIN = ["train", "--preset", "tiny", "--steps", "4", "--checkpoint-every", "2", "--set", "log_every=1", "--quiet"]
+
+
+def rows(run):
+    with open(RunFolder(run).metrics, newline="") as f:
+        return [row for row in csv.DictReader(f) if row["split"] == "train"]
+
+
+@pytest.fixture
+def resumed_run(tmp_path, monkeypatch):
+    """A run that crashed after logging step 3 (checkpoint at step 2), then resumed to its end; each step is slow."""
+    run = tmp_path / "run"
+    real = train_module.batch_indices
+    calls = []
+
+    def slow(step, *args):
+        calls.append(step)
+        if len(calls) == 4:
+            raise RuntimeError("crash")
+        time.sleep(0.2)
+        return real(step, *args)
+
+    monkeypatch.setattr(train_module, "batch_indices", slow)
+    with pytest.raises(RuntimeError, match="crash"):
+        main(TRAIN + ["--out", str(run)])
+    assert [int(r["step"]) for r in rows(run)] == [1, 2, 3]
+    calls.clear()
+    assert main(TRAIN + ["--out", str(run), "--resume"]) == 0
+    return run
+
+
+def test_no_step_is_logged_twice_after_a_resume(resumed_run):
+    assert [int(r["step"]) for r in rows(resumed_run)] == [1, 2, 3, 4]
+
+
+def test_training_time_is_cumulative_across_a_resume(resumed_run):
+    seconds = [float(r["seconds"]) for r in rows(resumed_run)]
+    assert seconds == sorted(seconds)
+    assert seconds[2] >= 0.6  # three slow steps, two of them before the resume
+
+
+def test_read_metrics_gives_each_split(resumed_run):
+    curves = read_metrics(RunFolder(resumed_run).metrics)
+    assert [step for step, _, _ in curves["train"]] == [1, 2, 3, 4]
+    assert [step for step, _, _ in curves["valid"]] == [4]
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed (pip install 'pixelrnn[plot]')")
+def test_plot_writes_a_png(resumed_run, tmp_path, capsys):
+    out = tmp_path / "curves.png"
+    assert main(["plot", str(resumed_run), str(RunFolder(resumed_run).metrics), "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["plot", str(resumed_run), "-o", str(out)]) == 2  # exists, and no --force
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # import matplotlib raises ImportError
+    assert main(["plot", str(tmp_path), "-o", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "pip install 'pixelrnn[plot]'" in err
