@@ -345,3 +345,12 @@ def test_every_preset_describes_a_model_of_its_data():
     assert PRESETS["imagenet32-row-lstm"].values["batch_size"] == 64  # the paper's batch at 32 x 32
     assert PRESETS["imagenet64-multiscale"].values["batch_size"] == 32
     assert PRESETS["fashion-multiscale-3"].values["model_options"]["small"] == [7, 14]
+
+
+def test_the_readme_lists_every_preset():
+    from pathlib import Path
+
+    from pixelrnn.config import PRESETS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert [name for name in PRESETS if f"| `{name}` |" not in readme] == []

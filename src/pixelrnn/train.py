@@ -89,13 +89,18 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor
 class MetricsLog:
     """Appends rows to metrics.csv, and to TensorBoard when it is installed."""
 
-    FIELDS = ("step", "split", "bits_per_dim", "images_per_s", "lr", "seconds")
+    # nats_per_image: the paper's unit for binarized MNIST (2 levels); filled for every data set.
+    FIELDS = ("step", "split", "bits_per_dim", "images_per_s", "lr", "seconds", "nats_per_image")
 
     def __init__(self, run: ckpt.RunFolder):
         self.path = run.metrics
         new = not self.path.exists()
+        fields = self.FIELDS
+        if not new:  # a run resumed from before a column existed keeps its own columns
+            with open(self.path, newline="") as f:
+                fields = tuple(next(csv.reader(f), None) or self.FIELDS)
         self.file = open(self.path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=self.FIELDS)
+        self.writer = csv.DictWriter(self.file, fieldnames=fields, extrasaction="ignore")
         if new:
             self.writer.writeheader()
         try:
@@ -163,7 +168,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         time_limit: stop (with a checkpoint) after this many seconds of training in this call.
 
     Returns:
-        {"step", "total_steps", "train_bits_per_dim" and "images_per_s" (None if this call made no step),
+        {"step", "total_steps", "train_bits_per_dim", "train_nats_per_image" (the paper's unit for binarized
+        MNIST) and "images_per_s" (None if this call made no step),
         "valid": evaluation dict or None, "stopped": why it stopped ("finished", "already finished",
         "time limit", "interrupted" (Ctrl-C), "stop_after"), "checkpoint": the run's newest checkpoint folder}.
     """
@@ -174,8 +180,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     total_steps = config.total_steps(len(train_data))
     state = ckpt.load_trainer_state(run.root) if resume else None
     step = int(state["step"]) if state else 0
-    result = {"step": step, "total_steps": total_steps, "train_bits_per_dim": None, "valid": None,
-              "images_per_s": None, "stopped": "already finished", "checkpoint": run.latest() if resume else None}
+    result = {"step": step, "total_steps": total_steps, "train_bits_per_dim": None, "train_nats_per_image": None,
+              "valid": None, "images_per_s": None, "stopped": "already finished", "checkpoint": run.latest() if resume else None}
     if step >= total_steps:
         return result  # nothing to train; the run and its files stay as they were
 
@@ -205,10 +211,11 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         labels = valid_data.labels if limit is None or valid_data.labels is None else valid_data.labels[:limit]
         result = evaluate(model, images, labels, batch_size=config.eval_batch_size, precision=config.precision)
         log.write(step=step, split="valid", bits_per_dim=result["bits_per_dim"], images_per_s="", lr="",
-                  seconds=round(time.perf_counter() - start, 2))
+                  seconds=round(time.perf_counter() - start, 2), nats_per_image=result["nats_per_image"])
         return result
 
     log = MetricsLog(run)
+    dims = math.prod(model.image_shape)  # bits/dim to nats per image: times C*H*W*ln 2
     model.train()
     start = time.perf_counter()
     first_step = step
@@ -231,6 +238,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
             step += 1
             window_images += len(x)
             result["train_bits_per_dim"] = loss.item()
+            result["train_nats_per_image"] = loss.item() * dims * math.log(2)
             bar.update(1)
             if step - first_step == 1:
                 timed_from = time.perf_counter()  # the first step pays one-off costs; time the ones after it
@@ -243,11 +251,13 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
                 bar.set_postfix(bpd=f"{result['train_bits_per_dim']:.4f}", img_s=f"{result['images_per_s']:.1f}")
                 log.write(step=step, split="train", bits_per_dim=result["train_bits_per_dim"],
                           images_per_s=round(result["images_per_s"], 2), lr=schedule.get_last_lr()[0],
-                          seconds=round(time.perf_counter() - start, 2))
+                          seconds=round(time.perf_counter() - start, 2),
+                          nats_per_image=result["train_nats_per_image"])
                 window_start, window_images = time.perf_counter(), 0
             if config.eval_every and step % config.eval_every == 0 and step < total_steps:
                 result["valid"] = validate(config.eval_limit)
-                bar.write(f"step {step}: valid bits/dim {result['valid']['bits_per_dim']:.4f} "
+                nats = f", {result['valid']['nats_per_image']:.2f} nats/image" if model.levels == 2 else ""
+                bar.write(f"step {step}: valid bits/dim {result['valid']['bits_per_dim']:.4f}{nats} "
                           f"(first {result['valid']['images']} images)")
             if step % config.checkpoint_every == 0:
                 save()
