@@ -24,6 +24,15 @@ def multiscale_small(image_shape):
     return h // factor
 
 
+def randomise_initial_states(module, seed=0):
+    """Give learned initial LSTM states random values: they start at zero, which would hide them from the tests."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.rsplit(".", 1)[-1] in ("initial_hidden", "initial_cell"):
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
+
+
 def tiny_model(name, image_shape, levels, dtype=torch.float64, seed=0, gain=1.0, **overrides):
     """A tiny model of family ``name`` with random weights, multiplied by ``gain`` to make its softmaxes peaky."""
     torch.manual_seed(seed)
@@ -31,6 +40,7 @@ def tiny_model(name, image_shape, levels, dtype=torch.float64, seed=0, gain=1.0,
     if name == "multiscale":
         options.update(small=multiscale_small(image_shape), upsample_channels=4)
     model = pixelrnn.build_model(name, image_shape, levels, **{**options, **overrides})
+    randomise_initial_states(model, seed)
     if gain != 1.0:
         with torch.no_grad():
             for p in model.parameters():

@@ -6,7 +6,7 @@ import torch
 from pixelrnn.masks import ColourGroups
 from pixelrnn.models.diagonal_bilstm import DiagonalBiLSTMLayer, shift_down, skew, unskew
 from pixelrnn.models.row_lstm import RowLSTMLayer
-from helpers import tiny_model
+from helpers import randomise_initial_states, tiny_model
 
 
 def test_skew_by_hand():
@@ -97,17 +97,20 @@ def test_diagonal_bilstm_model_sees_the_whole_context(image_shape):
 
 
 @pytest.mark.parametrize("make_layer", [
-    lambda: RowLSTMLayer(hidden=6, kernel=3, colours=ColourGroups(3, "contiguous")),
-    lambda: RowLSTMLayer(hidden=4, kernel=5, colours=ColourGroups(1, "interleaved")),
-    lambda: DiagonalBiLSTMLayer(hidden=6, colours=ColourGroups(3, "contiguous")),
-    lambda: RowLSTMLayer(hidden=6, kernel=3, colours=ColourGroups(3, "interleaved")),
-    lambda: DiagonalBiLSTMLayer(hidden=5, colours=ColourGroups(3, "interleaved")),
+    lambda **kw: RowLSTMLayer(hidden=6, kernel=3, colours=ColourGroups(3, "contiguous"), **kw),
+    lambda **kw: RowLSTMLayer(hidden=4, kernel=5, colours=ColourGroups(1, "interleaved"), **kw),
+    lambda **kw: DiagonalBiLSTMLayer(hidden=6, colours=ColourGroups(3, "contiguous"), **kw),
+    lambda **kw: RowLSTMLayer(hidden=6, kernel=3, colours=ColourGroups(3, "interleaved"), **kw),
+    lambda **kw: DiagonalBiLSTMLayer(hidden=5, colours=ColourGroups(3, "interleaved"), **kw),
 ], ids=["row_lstm", "row_lstm_k5", "diagonal_bilstm", "row_lstm_rgb_interleaved", "diagonal_bilstm_rgb_interleaved"])
 @pytest.mark.parametrize("shape", [(2, 5, 3), (3, 4, 6), (1, 1, 1)])
-def test_fast_path_equals_reference(make_layer, shape):
-    """Outputs and gradients of the fast recurrence equal the plain convolutional one, in float64."""
+@pytest.mark.parametrize("learn_initial_state", [True, False])
+def test_fast_path_equals_reference(make_layer, shape, learn_initial_state):
+    """Outputs and gradients (the initial states' included) of the fast recurrence equal the plain one, in float64."""
     torch.manual_seed(0)
-    layer = make_layer().double()
+    layer = make_layer(learn_initial_state=learn_initial_state).double()
+    randomise_initial_states(layer)
+    assert learn_initial_state == any("initial" in name for name, _ in layer.named_parameters())
     channels = layer.input_to_state.in_channels
     x = torch.randn(shape[0], channels, shape[1], shape[2], dtype=torch.float64, requires_grad=True)
     fast, reference = layer(x), layer.forward_reference(x)
@@ -117,6 +120,21 @@ def test_fast_path_equals_reference(make_layer, shape):
     grads_ref = torch.autograd.grad((reference * weight).sum(), [x, *layer.parameters()])
     for a, b in zip(grads_fast, grads_ref):
         assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_learned_initial_states_reach_the_first_row_and_column():
+    """The learned states change the output where the paper's scan starts, and zero states give the old layer."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 12, 3, 4, dtype=torch.float64)
+    for make in (lambda **kw: RowLSTMLayer(6, 3, ColourGroups(3, "contiguous"), **kw),
+                 lambda **kw: DiagonalBiLSTMLayer(6, ColourGroups(3, "contiguous"), **kw)):
+        torch.manual_seed(1)
+        learned = make().double()
+        torch.manual_seed(1)
+        zero = make(learn_initial_state=False).double()
+        assert torch.equal(learned(x), zero(x))  # initialised at zero: training starts from the zero-state model
+        randomise_initial_states(learned)
+        assert not torch.allclose(learned(x)[:, :, 0], zero(x)[:, :, 0])
 
 
 @pytest.mark.parametrize("name", ["row_lstm", "diagonal_bilstm"])

@@ -123,3 +123,15 @@ def test_resume_with_more_steps_keeps_the_rate_and_then_resumes_exactly(tmp_path
     train(longer, tmp_path / "a", resume=True, progress=False)
     a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_metrics_carry_nats_per_image_in_a_last_column(tmp_path):
+    """The paper's unit for binarized MNIST, appended after the older columns: nats = bits/dim * C*H*W * ln 2."""
+    result = train(TrainConfig(**{**TINY_RUN, "steps": 2, "log_every": 1}), tmp_path, progress=False)
+    header, *rows = [row.split(",") for row in (tmp_path / "metrics.csv").read_text().splitlines()]
+    assert header == ["step", "split", "bits_per_dim", "images_per_s", "lr", "seconds", "nats_per_image"]
+    dims = 8 * 8  # the digits
+    for row in rows:
+        assert math.isclose(float(row[6]), float(row[2]) * dims * math.log(2), rel_tol=1e-9)
+    assert math.isclose(result["train_nats_per_image"], result["train_bits_per_dim"] * dims * math.log(2))
+    assert rows[-1][1] == "valid" and math.isclose(float(rows[-1][6]), result["valid"]["nats_per_image"])

@@ -35,7 +35,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError, ConfigError
-from .models import AutoregressiveModel, build_from_config
+from .models import AutoregressiveModel, build_from_config, upgrade_config
 
 FORMAT = "pixelrnn-checkpoint"
 VERSION = "1"
@@ -147,7 +147,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         The model in eval mode, in the dtype it was saved in.
     """
     weights_path = _weights_file(resolve(path))
-    config = read_config(path)
+    # Options added since the checkpoint was written take the value it was trained with (models/registry.py).
+    config = upgrade_config(read_config(path))
     try:
         model = build_from_config(config)
     except ConfigError as e:

@@ -94,23 +94,26 @@ class MetricsLog:
     run that went on past its last checkpoint) are dropped, so that each step appears once after a resume.
     """
 
-    FIELDS = ("step", "split", "bits_per_dim", "images_per_s", "lr", "seconds")
+    # nats_per_image: the paper's unit for binarized MNIST (2 levels); filled for every data set.
+    FIELDS = ("step", "split", "bits_per_dim", "images_per_s", "lr", "seconds", "nats_per_image")
 
     def __init__(self, run: ckpt.RunFolder, step: int = 0):
         self.path = run.metrics
-        kept = []
+        kept, fields = [], self.FIELDS
         if self.path.exists():
             with open(self.path, newline="") as f:
-                kept = [row for row in csv.DictReader(f) if int(row["step"]) <= step]
+                reader = csv.DictReader(f)
+                fields = tuple(reader.fieldnames or self.FIELDS)  # a run from before a column existed keeps its own
+                kept = [row for row in reader if int(row["step"]) <= step]
         self.seconds = max((float(row["seconds"]) for row in kept if row.get("seconds")), default=0.0)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         with open(tmp, "w", newline="") as f:  # the kept rows replace the old file only once written in full
-            writer = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(kept)
         os.replace(tmp, self.path)
         self.file = open(self.path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=self.FIELDS)
+        self.writer = csv.DictWriter(self.file, fieldnames=fields, extrasaction="ignore")
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -176,7 +179,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         time_limit: stop (with a checkpoint) after this many seconds of training in this call.
 
     Returns:
-        {"step", "total_steps", "train_bits_per_dim" and "images_per_s" (None if this call made no step),
+        {"step", "total_steps", "train_bits_per_dim", "train_nats_per_image" (the paper's unit for binarized
+        MNIST) and "images_per_s" (None if this call made no step),
         "valid": evaluation dict or None, "stopped": why it stopped ("finished", "already finished",
         "time limit", "interrupted" (Ctrl-C), "stop_after"), "checkpoint": the run's newest checkpoint folder}.
     """
@@ -187,8 +191,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     total_steps = config.total_steps(len(train_data))
     state = ckpt.load_trainer_state(run.root) if resume else None
     step = int(state["step"]) if state else 0
-    result = {"step": step, "total_steps": total_steps, "train_bits_per_dim": None, "valid": None,
-              "images_per_s": None, "stopped": "already finished", "checkpoint": run.latest() if resume else None}
+    result = {"step": step, "total_steps": total_steps, "train_bits_per_dim": None, "train_nats_per_image": None,
+              "valid": None, "images_per_s": None, "stopped": "already finished", "checkpoint": run.latest() if resume else None}
     if step >= total_steps:
         return result  # nothing to train; the run and its files stay as they were
 
@@ -222,11 +226,12 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         labels = valid_data.labels if limit is None or valid_data.labels is None else valid_data.labels[:limit]
         result = evaluate(model, images, labels, batch_size=config.eval_batch_size, precision=config.precision)
         log.write(step=step, split="valid", bits_per_dim=result["bits_per_dim"], images_per_s="", lr="",
-                  seconds=round(training_time(), 2))
+                  seconds=round(training_time(), 2), nats_per_image=result["nats_per_image"])
         return result
 
     log = MetricsLog(run, step)
     trained_before = max((state or {}).get("seconds", 0.0), log.seconds)  # training time goes on across resumes
+    dims = math.prod(model.image_shape)  # bits/dim to nats per image: times C*H*W*ln 2
     model.train()
     start = time.perf_counter()
     first_step = step
@@ -249,6 +254,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
             step += 1
             window_images += len(x)
             result["train_bits_per_dim"] = loss.item()
+            result["train_nats_per_image"] = loss.item() * dims * math.log(2)
             bar.update(1)
             if step - first_step == 1:
                 timed_from = time.perf_counter()  # the first step pays one-off costs; time the ones after it
@@ -261,11 +267,13 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
                 bar.set_postfix(bpd=f"{result['train_bits_per_dim']:.4f}", img_s=f"{result['images_per_s']:.1f}")
                 log.write(step=step, split="train", bits_per_dim=result["train_bits_per_dim"],
                           images_per_s=round(result["images_per_s"], 2), lr=schedule.get_last_lr()[0],
-                          seconds=round(training_time(), 2))
+                          seconds=round(training_time(), 2),
+                          nats_per_image=result["train_nats_per_image"])
                 window_start, window_images = time.perf_counter(), 0
             if config.eval_every and step % config.eval_every == 0 and step < total_steps:
                 result["valid"] = validate(config.eval_limit)
-                bar.write(f"step {step}: valid bits/dim {result['valid']['bits_per_dim']:.4f} "
+                nats = f", {result['valid']['nats_per_image']:.2f} nats/image" if model.levels == 2 else ""
+                bar.write(f"step {step}: valid bits/dim {result['valid']['bits_per_dim']:.4f}{nats} "
                           f"(first {result['valid']['images']} images)")
             if step % config.checkpoint_every == 0:
                 save()

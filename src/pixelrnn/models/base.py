@@ -37,6 +37,10 @@ class ModelConfig:
     num_classes: int | None = None  # class-conditional: a learned per-class bias in every layer
     context_channels: int | None = None  # conditioned on a (B, c, H, W) map, e.g. the multi-scale model's
 
+    # Options added after checkpoints were first written, with the value that gives the model of that time: a
+    # stored config without one (written before it existed) rebuilds the same network (see ``upgrade``).
+    BEFORE: ClassVar[dict[str, Any]] = {}
+
     def __post_init__(self):
         shape = tuple(int(s) for s in self.image_shape)
         object.__setattr__(self, "image_shape", shape)
@@ -56,6 +60,12 @@ class ModelConfig:
             value = getattr(self, f.name)
             if f.type in ("int", int) and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{f.name} must be a positive integer, not {value!r}")
+
+    @classmethod
+    def upgrade(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """A stored config's options (image_shape and levels included) as this version reads them: each option
+        the config lacks gets its value from before the option existed (``BEFORE``), not today's default."""
+        return {**cls.BEFORE, **values}
 
     @property
     def colours(self) -> ColourGroups:

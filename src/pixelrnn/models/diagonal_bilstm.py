@@ -16,7 +16,15 @@ W + H - 1 columns; the states are then un-skewed back to H x W. Skew and un-skew
 Two directions: the second runs on the image mirrored left to right, and its states are mirrored back. Its map is
 then shifted down by one row before it is added to the first's, so that a pixel never sees the pixels to its right
 in its own row. Together the two directions see the whole context above and to the left: no blind spot. Both
-directions run in the same batched step (a grouped convolution). Initial states are zero.
+directions run in the same batched step (a grouped convolution).
+
+Initial states (section 5.2 of the paper: learned): with ``learn_initial_state`` every neighbour outside the image
+(the row above it, the column before it) holds a learned h_0 and c_0, one pair per direction, broadcast along that
+border. In the skewed scan this is the column before the first diagonal, and the border cells of later columns kept
+at the same state. The right-to-left direction runs on the mirrored image, so its initial state enters above the
+image and right of its last column; after the down-shift its first row reads the row above the image, which is its
+initial state h_0 (zero without learned states). That row depends on no pixel, so the shift keeps the layer causal:
+row i still reads right-to-left states of rows up to i - 1 only.
 
 The layer has three forms, side by side below: :class:`DiagonalScan` (the fast scan, with a hand-written backward),
 ``DiagonalBiLSTMLayer.forward_reference`` (skew, scan and un-skew written plainly, which the scan is tested equal to)
@@ -60,11 +68,15 @@ def unskew(x: torch.Tensor, row_dim: int = -2) -> torch.Tensor:
     return flat.narrow(row_dim + 1, 0, w)
 
 
-def shift_down(x: torch.Tensor, row_dim: int = -2) -> torch.Tensor:
-    """The same map moved down one row along ``row_dim``, with zeros in the first row."""
+def shift_down(x: torch.Tensor, top: torch.Tensor | None = None, row_dim: int = -2) -> torch.Tensor:
+    """The same map moved down one row along ``row_dim``; the first row is ``top`` (broadcast), or zeros."""
     row_dim %= x.dim()
     pad = [0, 0] * (x.dim() - row_dim - 1) + [1, 0]
-    return F.pad(x, pad).narrow(row_dim, 0, x.shape[row_dim])
+    shifted = F.pad(x, pad).narrow(row_dim, 0, x.shape[row_dim])
+    if top is None:
+        return shifted
+    first = torch.zeros_like(x.narrow(row_dim, 0, 1)) + top  # (..., 1, ...): the row above the image
+    return torch.cat([first, shifted.narrow(row_dim, 1, x.shape[row_dim] - 1)], dim=row_dim)
 
 
 @dataclass(frozen=True)
@@ -76,12 +88,12 @@ class DiagonalScan(torch.autograd.Function):
     """The LSTM recurrence along the diagonals, for both directions at once, with a hand-written backward.
 
     Input: the input-to-state pre-activations ``gates_in`` (2, H, W, B, 4h), the second direction already mirrored,
-    and the state-to-state matrices ``weight`` (2, 2h, 4h) acting on [state above, state left]. Output: the states
-    (2, H, W, B, h), in the same (mirrored) coordinates.
+    the state-to-state matrices ``weight`` (2, 2h, 4h) acting on [state above, state left], and the initial states
+    ``h0``, ``c0`` (2, h). Output: the states (2, H, W, B, h), in the same (mirrored) coordinates.
 
     Column t of the skewed map is the diagonal of cells (r, t - r); cell (r, c) depends on (r - 1, c) and
-    (r, c - 1), both on diagonal t - 1. States live in a buffer with one zero row on top and one zero column on the
-    left, so that the neighbours outside the image read as zero (the initial state), and so that every diagonal,
+    (r, c - 1), both on diagonal t - 1. States live in a buffer with one row on top and one column on the left that
+    hold the initial state, so that the neighbours outside the image read it, and so that every diagonal,
     and each of its two neighbour diagonals, is a strided view of the buffer: no skewed copy is ever made, and only
     image cells are computed. The backward pass walks the diagonals in reverse (backpropagation through time) and
     writes each gradient once, instead of autograd's one full-size zero tensor per step.
@@ -101,15 +113,16 @@ class DiagonalScan(torch.autograd.Function):
             yield hi - lo + 1, flat, start, stop
 
     @staticmethod
-    def forward(ctx, gates_in: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, gates_in: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
         _, height, width, b, four_h = gates_in.shape
         hid, dtype = four_h // len(GATES), weight.dtype
         with torch.autocast(gates_in.device.type, enabled=False):
             gates_flat = gates_in.reshape(2, height * width, b, four_h)
             weight_mm = weight.to(gates_in.dtype)
-            # Padded state buffers: row 0 and column 0 are the zero initial states.
+            # Padded state buffers: row 0 and column 0 hold the initial states (the rest is overwritten).
             padded = (2, (height + 1) * (width + 1), b, hid)
-            hs, cs = gates_in.new_zeros(padded, dtype=dtype), gates_in.new_zeros(padded, dtype=dtype)
+            hs = h0.to(dtype)[:, None, None].expand(padded).contiguous()
+            cs = c0.to(dtype)[:, None, None].expand(padded).contiguous()
             acts = gates_in.new_empty(2, height * width, b, four_h, dtype=dtype)  # o, f, i, g after activation
             step = width  # in the padded buffer, consecutive cells of a diagonal are W apart
             for n, flat, start, stop in DiagonalScan._diagonals(height, width):
@@ -154,13 +167,17 @@ class DiagonalScan(torch.autograd.Function):
                 d_neighbours = torch.bmm(d_gates, weight_t).to(dtype).view(2, n, b, 2 * hid)
                 grad_h[:, above] += d_neighbours[..., :hid]
                 grad_h[:, left] += d_neighbours[..., hid:]
-        return grad_gates.view(2, height, width, b, 4 * hid), grad_weight
+            # The border (row 0 and column 0; their corner is never read) holds the initial states.
+            grid_h = grad_h.view(2, height + 1, width + 1, b, hid)
+            grad_h0 = grid_h[:, 0].sum((1, 2)) + grid_h[:, 1:, 0].sum((1, 2))
+            grad_c0 = grad_c.view(2, height + 1, width + 1, b, hid)[:, 1:, 0].sum((1, 2))
+        return grad_gates.view(2, height, width, b, 4 * hid), grad_weight, grad_h0, grad_c0
 
 
 class DiagonalBiLSTMLayer(nn.Module):
     """One Diagonal BiLSTM layer: 2h input maps (B, 2h, H, W) -> h states (B, h, H, W), both directions summed."""
 
-    def __init__(self, hidden: int, colours: ColourGroups):
+    def __init__(self, hidden: int, colours: ColourGroups, learn_initial_state: bool = True):
         super().__init__()
         self.hidden = hidden
         # Both directions' gates at once: 2 directions x 4 gates, each gate block with the same colour groups.
@@ -168,6 +185,16 @@ class DiagonalBiLSTMLayer(nn.Module):
         # Column-wise 2 x 1 kernel over [state above, state left]; groups=2 keeps the directions apart. No bias:
         # the input-to-state conv has one, and the zero states left of the image must stay zero.
         self.state_to_state = nn.Conv1d(2 * hidden, 8 * hidden, 2, groups=2, bias=False)
+        if learn_initial_state:  # zero at first: training starts from the zero-state model
+            self.initial_hidden = nn.Parameter(torch.zeros(2, hidden))  # h_0 per direction, on the image's border
+            self.initial_cell = nn.Parameter(torch.zeros(2, hidden))  # c_0 per direction
+
+    def initial_state(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h_0, c_0), each (2, h) [left-to-right, right-to-left]: the learned initial states, or zeros."""
+        if hasattr(self, "initial_hidden"):
+            return self.initial_hidden, self.initial_cell
+        zeros = like.new_zeros(2, self.hidden)
+        return zeros, zeros
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """The fast path: both directions' gates in one batched product, then :class:`DiagonalScan`."""
@@ -185,8 +212,9 @@ class DiagonalBiLSTMLayer(nn.Module):
             gates_in = gates_in + torch.cat([bias[:1], bias[1:].flip(2)])
         # Grouped conv1d weight (2*4h, h, 2) as one (2h, 4h) matrix per direction acting on [state above, state left].
         weight = self.state_to_state.weight.view(2, 4 * hid, hid, 2).permute(0, 3, 2, 1).reshape(2, 2 * hid, 4 * hid)
-        states = DiagonalScan.apply(gates_in, weight)  # (2, H, W, B, h)
-        combined = states[0] + shift_down(states[1].flip(1), row_dim=0)  # (H, W, B, h)
+        h0, c0 = self.initial_state(weight)
+        states = DiagonalScan.apply(gates_in, weight, h0, c0)  # (2, H, W, B, h)
+        combined = states[0] + shift_down(states[1].flip(1), h0[1], row_dim=0)  # (H, W, B, h)
         return combined.permute(2, 3, 0, 1)  # (B, h, H, W)
 
     def forward_reference(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -198,20 +226,25 @@ class DiagonalBiLSTMLayer(nn.Module):
             gates = gates + bias
         forward_gates, backward_gates = gates.split(4 * hid, dim=1)
         gates_in = skew(torch.cat([forward_gates, backward_gates.flip(3)], dim=1))  # (B, 8h, H, W+H-1)
-        h = x.new_zeros(b, 2 * hid, height)  # (B, 2h, H): previous column's states, both directions
-        c = x.new_zeros(b, 2, hid, height)
+        h0, c0 = self.initial_state(x)
+        h_init = h0.reshape(1, 2 * hid, 1).expand(b, 2 * hid, height)  # (B, 2h, H): both directions
+        c_init = c0.reshape(1, 2, hid, 1).expand(b, 2, hid, height)
+        h, c = h_init, c_init  # the column before the first diagonal
+        rows = torch.arange(height, device=x.device)
         states = []
         for t in range(gates_in.shape[3]):
-            # [state above, state left] = the previous column at rows r-1 and r: pad one zero row on top.
-            recurrent = self.state_to_state(F.pad(h, (1, 0)))  # (B, 8h, H)
+            # [state above, state left] = the previous column at rows r-1 and r; the row above the image is h_0.
+            recurrent = self.state_to_state(torch.cat([h_init[:, :, :1], h], dim=2))  # (B, 8h, H)
             gates = (gates_in[:, :, :, t] + recurrent).view(b, 2, 4 * hid, height)
             h4, c = lstm_update(gates, c, dim=2)  # (B, 2, h, H)
+            # Cells of this column outside the image (left of it, or right) hold the initial states.
+            inside = ((t - rows >= 0) & (t - rows < width)).view(1, 1, 1, height)
+            h4, c = torch.where(inside, h4, h0.view(1, 2, hid, 1)), torch.where(inside, c, c_init)
             h = h4.reshape(b, 2 * hid, height)
             states.append(h)
         states = unskew(torch.stack(states, 3))  # (B, 2h, H, W)
         forward_states, backward_states = states.split(hid, dim=1)
-        return forward_states + shift_down(backward_states.flip(3))  # (B, h, H, W)
-
+        return forward_states + shift_down(backward_states.flip(3), h0[1].view(hid, 1, 1))  # (B, h, H, W)
 
     def stepper(self, batch: int, height: int, width: int, like: torch.Tensor) -> DiagonalBiLSTMLayerStepper:
         return DiagonalBiLSTMLayerStepper(self, batch, height, width, like)
@@ -220,7 +253,7 @@ class DiagonalBiLSTMLayer(nn.Module):
 class DiagonalBiLSTMLayerStepper(LayerStepper):
     """The layer at one pixel. The left-to-right state follows from the pixel above and the one to its left; the
     right-to-left state of a row needs the whole row, so it is computed in ``end_row``, and the next row reads it
-    through the one-row down-shift. Caches: (B, rows, columns, h) with zero borders as the initial states."""
+    through the one-row down-shift. Caches: (B, rows, columns, h) with borders that hold the initial states."""
 
     def __init__(self, layer: DiagonalBiLSTMLayer, batch: int, height: int, width: int, like: torch.Tensor):
         hid = self.hidden = layer.hidden
@@ -229,12 +262,13 @@ class DiagonalBiLSTMLayerStepper(LayerStepper):
         self.state_to_state = (layer.state_to_state.weight.view(2, 4 * hid, hid, 2).permute(0, 1, 3, 2)
                                .reshape(2, 4 * hid, 2 * hid))
         self.stream = like.new_zeros(batch, height, width, 2 * hid)  # the layer's input, for the right-to-left pass
-        # Left-to-right: a zero row on top and a zero column on the left. Right-to-left: a zero row on top and a
-        # zero column on the right.
-        self.ltr_h = like.new_zeros(batch, height + 1, width + 1, hid)
-        self.ltr_c = like.new_zeros(batch, height, width + 1, hid)
-        self.rtl_h = like.new_zeros(batch, height + 1, width + 1, hid)
-        self.rtl_c = like.new_zeros(batch, height, width + 1, hid)
+        # Left-to-right: a border row on top and a column on the left. Right-to-left: a row on top and a column on
+        # the right. Borders hold the initial states; the rest is overwritten as the image is generated.
+        h0, c0 = layer.initial_state(like)
+        self.ltr_h = h0[0].expand(batch, height + 1, width + 1, hid).clone()
+        self.ltr_c = c0[0].expand(batch, height, width + 1, hid).clone()
+        self.rtl_h = h0[1].expand(batch, height + 1, width + 1, hid).clone()
+        self.rtl_c = c0[1].expand(batch, height, width + 1, hid).clone()
 
     def at(self, stream, i, j, bias):
         hid = self.hidden
@@ -246,7 +280,7 @@ class DiagonalBiLSTMLayerStepper(LayerStepper):
         h, c = lstm_update(gates + F.linear(beside, self.state_to_state[0]), self.ltr_c[:, i, j], dim=-1)
         self.ltr_h[:, i + 1, j + 1] = h
         self.ltr_c[:, i, j + 1] = c
-        # The right-to-left states reach row i from row i - 1 (the down-shift); row -1 is the zero row on top.
+        # The right-to-left states reach row i from row i - 1 (the down-shift); row -1 is the initial row on top.
         return h + self.rtl_h[:, i, j]
 
     def end_row(self, i, bias):
@@ -271,4 +305,4 @@ class DiagonalBiLSTM(RecurrentPixelModel):
     Config = DiagonalBiLSTMConfig
 
     def make_layer(self, colours: ColourGroups) -> nn.Module:
-        return DiagonalBiLSTMLayer(self.cfg.hidden, colours)
+        return DiagonalBiLSTMLayer(self.cfg.hidden, colours, self.cfg.learn_initial_state)

@@ -1,7 +1,8 @@
 """Multi-Scale PixelRNN: "Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016), section 3.5.
 
-An unconditional model generates a small s x s image subsampled from the n x n image (n a multiple of s); a
-conditional model then generates the rest of the n x n image. Every layer of the conditional model gets a bias from
+"One unconditional PixelRNN and one or more conditional PixelRNNs": an unconditional model generates a small
+s x s image subsampled from the n x n image (n a multiple of s); a conditional model then generates the rest of the
+n x n image. Every layer of the conditional model gets a bias from
 the small image: a small convolutional network with a transposed convolution upsamples it to c x n x n, and an
 unmasked 1 x 1 convolution per layer maps that to the layer's input-to-state width (for a PixelCNN base, to the
 width of the block's input). The bias may see the whole small image, which is generated first.
@@ -11,15 +12,24 @@ are what the first stage generates, so the conditional model does not score them
 
     log p(x) = log p(x_small) + log p(x without x_small | x_small)
 
+Several scales, ``small=(s_1, ..., s_L)`` with each size dividing the next and n: the model of the s_L x s_L image
+is itself a multi-scale model of sizes (s_1, ..., s_(L-1)), so each level is a model of its image conditioned on
+the level below, the first is unconditional, and by the identity above, applied level by level,
+
+    log p(x) = log p(x_(s_1)) + sum_(l > 1) log p(x_(s_l) without x_(s_(l-1)) | x_(s_(l-1))) + log p(rest | x_(s_L))
+
+exactly. One size (``small=s`` or ``small=[s]``) is the two-level model, with the same parameter names as ever.
+
 ``forward`` returns the logits of the small model at the small image's pixels and those of the conditional model
 everywhere else; every likelihood, sampler and the codec then work unchanged. The generation order is the small
-image in raster order, then the other pixels in raster order (``order()``); fast generation (``walk``) runs the
-two stages' own steppers in that order.
+image in its own order (coarsest level first), then the other pixels in raster order (``order()``); fast
+generation (``walk``) runs the levels' own steppers in that order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,26 +43,60 @@ BASES = ("row_lstm", "diagonal_bilstm", "pixelcnn")
 
 @dataclass(frozen=True)
 class MultiScaleConfig(ModelConfig):
-    small: int = 32  # s: the side (for non-square images, the height) of the small image; the paper's 64 x 64 uses 32
-    base: str = "row_lstm"  # the family of both stages
+    # s: the side (for non-square images, the height) of the small image, or an increasing list of them, one per
+    # level below the full image (e.g. [7, 14] for 28 x 28); the paper's 64 x 64 model uses 32 [unsure].
+    small: int | tuple[int, ...] = 32
+    base: str = "row_lstm"  # the family of every level
     layers: int = 12
     hidden: int = 128
     head: int = 1024
-    residual: bool = True  # recurrent bases only
-    skip: bool = True  # recurrent bases only
+    residual: bool = True
+    skip: bool = True
+    learn_initial_state: bool = True  # recurrent bases only
     upsample_channels: int = 32  # c: channels of the upsampled small image
 
     def __post_init__(self):
         super().__post_init__()
+        object.__setattr__(self, "small", _sizes(self.small))
         _, h, w = self.image_shape
         if self.base not in BASES:
             raise ConfigError(f"base must be one of {', '.join(BASES)}, not {self.base!r}")
-        if self.small not in small_sides(h, w):
-            sides = ", ".join(map(str, small_sides(h, w))) or "none: the height and width share no factor"
-            raise ConfigError(f"small={self.small} does not fit {h} x {w} images: the small image's side must divide "
-                              f"the height {h} (and the subsampling factor the width {w}) and be below {h}; sizes "
-                              f"that work: {sides}" + (f" (e.g. --set small={small_sides(h, w)[0]})"
-                                                        if small_sides(h, w) else ""))
+        sizes = self.sizes
+        if list(sizes) != sorted(set(sizes)):
+            raise ConfigError(f"small={list(sizes)}: the sizes of the levels must increase, e.g. small=7,14")
+        for size, above in zip(sizes, [*sizes[1:], h]):  # each level's side must fit the level above it
+            fits = small_sides(above, w * above // h)
+            if size not in fits:
+                sides = ", ".join(map(str, fits)) or "none: the height and width share no factor"
+                raise ConfigError(f"small={size} does not fit {above} x {w * above // h} images: the small image's "
+                                  f"side must divide the height {above} (and the subsampling factor the width "
+                                  f"{w * above // h}) and be below {above}; sizes that work: {sides}"
+                                  + (f" (e.g. --set small={fits[0]})" if fits else ""))
+
+    @classmethod
+    def upgrade(cls, values: dict[str, Any]) -> dict[str, Any]:
+        # Before learned initial states existed, a PixelCNN base ignored ``skip`` (it had no skips): a config
+        # without the newer key is of that time.
+        if "learn_initial_state" not in values:
+            values = {**values, "learn_initial_state": False}
+            if values.get("base", cls.base) == "pixelcnn":
+                values["skip"] = False
+        return values
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The sides of the levels below the full image, coarsest first."""
+        return (self.small,) if isinstance(self.small, int) else self.small
+
+
+def _sizes(small) -> int | tuple[int, ...]:
+    """``small`` as one int (one level below the image, as ever) or a tuple of several; "7,14" is read as (7, 14)."""
+    if isinstance(small, str) and all(part.strip().isdigit() for part in small.strip("[]() ").split(",")):
+        small = [int(part) for part in small.strip("[]() ").split(",")]
+    sizes = list(small) if isinstance(small, (list, tuple)) else [small]
+    if not sizes or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
+        raise ConfigError(f"small must be a positive size or an increasing list of them (e.g. 7,14), not {small!r}")
+    return sizes[0] if len(sizes) == 1 else tuple(sizes)
 
 
 def small_sides(height: int, width: int) -> list[int]:
@@ -64,7 +108,8 @@ def small_sides(height: int, width: int) -> list[int]:
 class MultiScale(AutoregressiveModel):
     """Section 3.5: a small image first, then the full image conditioned on it.
 
-    Both stages are models of the family ``base``: ``small_model`` scores the small image, ``conditional`` the rest.
+    ``small_model`` scores the small image: a model of the family ``base``, or with several sizes a multi-scale
+    model of the lower levels. ``conditional``, of the family ``base``, scores the rest.
     """
 
     name = "multiscale"
@@ -73,13 +118,18 @@ class MultiScale(AutoregressiveModel):
     def __init__(self, cfg: MultiScaleConfig):
         super().__init__(cfg)
         channels, height, width = cfg.image_shape
-        self.factor = height // cfg.small  # the same in both directions
+        *lower, top = cfg.sizes
+        self.factor = height // top  # the same in both directions
         options = dict(layers=cfg.layers, hidden=cfg.hidden, head=cfg.head, grouping=cfg.grouping,
-                       num_classes=cfg.num_classes)
+                       num_classes=cfg.num_classes, residual=cfg.residual, skip=cfg.skip)
         if cfg.base != "pixelcnn":
-            options.update(residual=cfg.residual, skip=cfg.skip)
+            options.update(learn_initial_state=cfg.learn_initial_state)
         small_shape = (channels, height // self.factor, width // self.factor)
-        self.small_model = build_model(cfg.base, small_shape, cfg.levels, **options)
+        if lower:  # the levels below: a multi-scale model of the small image
+            self.small_model = build_model(self.name, small_shape, cfg.levels, small=tuple(lower), base=cfg.base,
+                                           upsample_channels=cfg.upsample_channels, **options)
+        else:
+            self.small_model = build_model(cfg.base, small_shape, cfg.levels, **options)
         c = cfg.upsample_channels
         self.conditional = build_model(cfg.base, cfg.image_shape, cfg.levels, context_channels=c, **options)
         self.upsample = nn.Sequential(

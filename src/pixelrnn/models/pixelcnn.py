@@ -2,7 +2,13 @@
 
 A 7 x 7 convolution with mask A reads the image; then ``layers`` residual blocks, each
 2h -> ReLU -> 1x1 (mask B) -> h -> ReLU -> 3x3 (mask B) -> h -> ReLU -> 1x1 (mask B) -> 2h, added to its input;
-then the output head (two ReLU + 1 x 1 mask-B layers) gives C*K logits. The receptive field is bounded and has the
+then the output head (two ReLU + 1 x 1 mask-B layers) gives C*K logits.
+
+Section 4 of the paper: "Residual and layer-to-output connections are used across the layers of all three
+networks", the PixelCNN included. So by default each block's 2h output also reaches the head through its own
+learned 1 x 1 mask-B convolution, and the head reads the sum of these skips, exactly as in the LSTM models
+(:func:`.layers.residual_skip_stack`). ``skip=False`` gives a head that reads the last block (what checkpoints
+written before the option existed hold); ``residual=False`` drops the additions to the blocks' inputs. The receptive field is bounded and has the
 well-known blind spot to the upper right; that is a property of this model, kept as the paper has it.
 
 No normalisation layer: batch statistics would make one image's likelihood depend on the other images of the batch,
@@ -15,7 +21,7 @@ of each block reads a neighbourhood, from a cache of its input; the 1 x 1 convol
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -24,7 +30,7 @@ import torch.nn.functional as F
 
 from ..masks import ColourGroups, MaskedConv2d
 from .base import AutoregressiveModel, ModelConfig, Stepper
-from .layers import ConvAt, OutputHead, linear_of
+from .layers import ConvAt, OutputHead, linear_of, residual_skip_stack
 from .registry import register
 
 
@@ -35,10 +41,15 @@ class PixelCNNConfig(ModelConfig):
     head: int = 1024  # width of the output head
     first_kernel: int = 7
     kernel: int = 3
+    residual: bool = True  # each block's output is added to its input (figure 5)
+    skip: bool = True  # layer-to-output connections: section 4 uses them "across the layers of all three networks"
+
+    BEFORE: ClassVar[dict[str, Any]] = {"skip": False, "residual": True}
 
 
 class ResidualBlock(nn.Module):
-    """Figure 5 of the paper: a bottleneck of 1x1, kxk and 1x1 mask-B convolutions around a residual."""
+    """Figure 5 of the paper: a bottleneck of 1x1, kxk and 1x1 mask-B convolutions; the residual stack around the
+    blocks (:func:`.layers.residual_skip_stack`) adds its output to its input."""
 
     def __init__(self, hidden: int, kernel: int, colours: ColourGroups):
         super().__init__()
@@ -49,7 +60,7 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.reduce(torch.relu(x))  # (B, h, H, W)
         h = self.conv(torch.relu(h))  # (B, h, H, W)
-        return x + self.expand(torch.relu(h))  # (B, 2h, H, W)
+        return self.expand(torch.relu(h))  # (B, 2h, H, W)
 
 
 @register
@@ -64,6 +75,9 @@ class PixelCNN(AutoregressiveModel):
         colours = cfg.colours
         self.input = MaskedConv2d(colours.count, 2 * cfg.hidden, cfg.first_kernel, "A", colours)
         self.blocks = nn.ModuleList(ResidualBlock(cfg.hidden, cfg.kernel, colours) for _ in range(cfg.layers))
+        if cfg.skip:
+            self.skips = nn.ModuleList(MaskedConv2d(2 * cfg.hidden, 2 * cfg.hidden, 1, "B", colours)
+                                       for _ in range(cfg.layers))
         self.head = OutputHead(2 * cfg.hidden, cfg.head, cfg.levels, colours)
         self.make_conditioning([2 * cfg.hidden] * cfg.layers)  # a conditioning bias joins each block's input
 
@@ -72,9 +86,10 @@ class PixelCNN(AutoregressiveModel):
         self.check_images(x)
         biases = self.layer_biases(y, context)
         h = self.input(self.to_inputs(x))  # (B, 2h, H, W)
-        for block, bias in zip(self.blocks, biases or [None] * len(self.blocks)):
-            h = block(h if bias is None else h + bias)
-        return self.head(h)  # (B, K, C, H, W)
+        skip = (lambda k, out: self.skips[k](out)) if self.cfg.skip else None
+        features = residual_skip_stack(h, lambda k, s: self.blocks[k](s), skip, self.cfg.layers, self.cfg.residual,
+                                       biases)  # (B, 2h, H, W)
+        return self.head(features)  # (B, K, C, H, W)
 
     def stepper(self, batch: int, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> PixelCNNStepper:
@@ -101,13 +116,18 @@ class PixelCNNStepper(Stepper):
             conv = ConvAt(block.conv)
             cache = conv.cache(batch, self.height, self.width, block.conv.in_channels, self.like)
             self.blocks.append(BlockAt(linear_of(block.reduce), conv, cache, linear_of(block.expand)))
+        self.skips = [linear_of(conv) for conv in model.skips] if model.cfg.skip else None
+
+    def block_at(self, n: int, h: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """Block n's output (B, 2h) at pixel (i, j) from its input ``h`` there, caching what its k x k conv reads."""
+        block = self.blocks[n]
+        block.conv.store(block.cache, i, j, torch.relu(F.linear(torch.relu(h), *block.reduce)))  # (B, h)
+        return F.linear(torch.relu(block.conv(block.cache, i, j)), *block.expand)  # (B, 2h)
 
     def logits(self, x, i, j):
         h = self.input.on_image(x, i, j, self.model.to_inputs)  # (B, 2h)
-        for n, block in enumerate(self.blocks):
-            bias = self.bias(n, i, j)
-            if bias is not None:
-                h = h + bias
-            block.conv.store(block.cache, i, j, torch.relu(F.linear(torch.relu(h), *block.reduce)))  # (B, h)
-            h = h + F.linear(torch.relu(block.conv(block.cache, i, j)), *block.expand)  # (B, 2h)
-        return self.model.head.at(h)  # (B, K, C)
+        skip = (lambda k, out: F.linear(out, *self.skips[k])) if self.skips else None
+        biases = [self.bias(n, i, j) for n in range(len(self.blocks))]
+        features = residual_skip_stack(h, lambda k, s: self.block_at(k, s, i, j), skip, len(self.blocks),
+                                       self.model.cfg.residual, biases)  # (B, 2h)
+        return self.model.head.at(features)  # (B, K, C)

@@ -8,7 +8,8 @@
 - each layer's 2h output also reaches the output head through its own learned 1 x 1 convolution (skip).
 
 Both connections can be switched off (``residual=False``, ``skip=False``) to rerun the paper's ablation. With skip
-connections the head reads the sum of the skips; without, it reads the last layer's output. Initial states are zero.
+connections the head reads the sum of the skips; without, it reads the last layer's output. The initial states of every LSTM layer are learned (section 5.2 of the paper)
+unless ``learn_initial_state=False``, which gives zero states.
 
 The stack is written once (:meth:`RecurrentPixelModel.stack`) and runs both on whole maps (the full pass) and on
 one pixel's features (:class:`RecurrentStepper`, fast generation). Each family's layer module provides the three
@@ -18,7 +19,7 @@ forms of its layer: ``forward`` (the fast scan), ``forward_reference`` (plain co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from torch import nn
 
 from ..masks import ColourGroups, MaskedConv2d
 from .base import AutoregressiveModel, ModelConfig, Stepper
-from .layers import ConvAt, OutputHead, linear_of
+from .layers import ConvAt, OutputHead, linear_of, residual_skip_stack
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class RecurrentConfig(ModelConfig):
     residual: bool = True
     skip: bool = True
     first_kernel: int = 7
+    learn_initial_state: bool = True  # section 5.2: the initial recurrent states are learned; False: zero states
+
+    BEFORE: ClassVar[dict[str, Any]] = {"learn_initial_state": False}
 
 
 class LayerStepper:
@@ -83,14 +87,9 @@ class RecurrentPixelModel(AutoregressiveModel):
             states: ``states(k, stream)``: layer k's h states from its input.
             conv1x1: applies an output or skip convolution (a 1 x 1 mask-B conv) to maps or to one pixel.
         """
-        skip_sum = None
-        for k in range(self.cfg.layers):
-            out = conv1x1(self.outputs[k], states(k, stream))  # (B, 2h, ...)
-            stream = stream + out if self.cfg.residual else out
-            if self.cfg.skip:
-                skip = conv1x1(self.skips[k], out)
-                skip_sum = skip if skip_sum is None else skip_sum + skip
-        return skip_sum if self.cfg.skip else stream
+        skip = (lambda k, out: conv1x1(self.skips[k], out)) if self.cfg.skip else None
+        return residual_skip_stack(stream, lambda k, s: conv1x1(self.outputs[k], states(k, s)), skip,
+                                   self.cfg.layers, self.cfg.residual)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:

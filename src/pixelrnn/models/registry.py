@@ -62,6 +62,15 @@ def build_model(name: str, image_shape: tuple[int, int, int], levels: int, **opt
     return cls(cfg)
 
 
+def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``model.config`` as this version reads it: options added since it was written get the value that
+    rebuilds the model it describes (a checkpoint without learned initial states loads with zero states)."""
+    if not isinstance(config, dict) or config.get("model") not in _REGISTRY:
+        return config  # build_from_config says what is wrong
+    name = config["model"]
+    return {"model": name, **model_class(name).Config.upgrade({k: v for k, v in config.items() if k != "model"})}
+
+
 def build_from_config(config: dict[str, Any]) -> AutoregressiveModel:
     """Rebuild a model from ``model.config``."""
     config = dict(config)

@@ -9,7 +9,12 @@ K_is is a k x 1 convolution along the row (k = 3) with mask B, computed for the 
 is a k x 1 convolution over the previous row's states; it needs no mask, since it only sees earlier rows, whose
 values are all known. The receptive field of a pixel is a triangle above it: row i - d reaches d * (k // 2) columns
 to each side (one more to the left through the masked input conv), widened by the 7 x 7 first layer; it does not
-see the whole context. Initial states are zero.
+see the whole context.
+
+Initial states (section 5.2 of the paper: learned): with ``learn_initial_state`` the row above the image holds a
+learned h_0 and c_0, one vector each, broadcast along the row; the state-to-state convolution still pads the row
+ends with zeros, as any convolution does. Without it both are zero. They are parameters, not functions of the image,
+so causality is untouched.
 
 The layer has three forms, side by side below: :class:`RowScan` (the fast scan, with a hand-written backward),
 ``RowLSTMLayer.forward_reference`` (the equation written plainly, which the scan is tested equal to) and
@@ -40,16 +45,18 @@ class RowLSTMConfig(RecurrentConfig):
 class RowScan(torch.autograd.Function):
     """Equation 3 row by row, with a hand-written backward (backpropagation through the rows).
 
-    Input: the input-to-state pre-activations ``gates_in`` (H, B, W, 4h) and the state-to-state matrix ``weight``
-    (h*k, 4h) acting on the k neighbours of a pixel in the row above, gates in the order of ``GATES``. Output: the
-    states (H, B, W, h). States live in a buffer with a zero row on top (the initial state) and k // 2 zero columns
-    on each side (the convolution's padding), so each row's neighbourhoods are one unfold of the row above. The
+    Input: the input-to-state pre-activations ``gates_in`` (H, B, W, 4h), the state-to-state matrix ``weight``
+    (h*k, 4h) acting on the k neighbours of a pixel in the row above, gates in the order of ``GATES``, and the
+    initial states ``h0``, ``c0`` (h,). Output: the states (H, B, W, h). States live in a buffer with the initial
+    row on top and k // 2 zero columns on each side (the convolution's padding), so each row's neighbourhoods are
+    one unfold of the row above. The
     matrix products run in the dtype of ``gates_in`` (bfloat16 under autocast); the LSTM cell and its gradients in
     the dtype of ``weight``.
     """
 
     @staticmethod
-    def forward(ctx, gates_in: torch.Tensor, weight: torch.Tensor, kernel: int) -> torch.Tensor:
+    def forward(ctx, gates_in: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+                kernel: int) -> torch.Tensor:
         height, b, width, four_h = gates_in.shape
         hid, pad, dtype = four_h // len(GATES), kernel // 2, weight.dtype
         with torch.autocast(gates_in.device.type, enabled=False):
@@ -57,6 +64,8 @@ class RowScan(torch.autograd.Function):
             hs = gates_in.new_zeros(height + 1, b, width + 2 * pad, hid, dtype=dtype)
             cs = gates_in.new_zeros(height + 1, b * width, hid, dtype=dtype)
             acts = gates_in.new_empty(height, b * width, four_h, dtype=dtype)  # o, f, i, g after activation
+            hs[0, :, pad:pad + width] = h0.to(dtype)  # the initial row, broadcast along it (not into the padding)
+            cs[0] = c0.to(dtype)
             for r in range(height):
                 neighbours = hs[r].unfold(1, kernel, 1).reshape(b * width, hid * kernel)  # (BW, h*k)
                 gates = torch.addmm(gates_in[r].view(b * width, four_h), neighbours.to(weight_mm.dtype),
@@ -90,19 +99,32 @@ class RowScan(torch.autograd.Function):
                 d_neighbours = (d_gates @ weight_t).to(dtype).view(b, width, hid, kernel)
                 for tap in range(kernel):  # the adjoint of unfold: each tap back onto its column
                     grad_h[r, :, tap:tap + width] += d_neighbours[..., tap]
-        return grad_gates, grad_weight, None
+            # The initial row feeds every pixel of the first row: its gradient is the sum over them.
+            grad_h0 = grad_h[0, :, pad:pad + width].sum((0, 1))
+            grad_c0 = grad_c.sum(0)
+        return grad_gates, grad_weight, grad_h0, grad_c0, None
 
 
 class RowLSTMLayer(nn.Module):
     """One Row LSTM layer: 2h input maps (B, 2h, H, W) -> h states (B, h, H, W)."""
 
-    def __init__(self, hidden: int, kernel: int, colours: ColourGroups):
+    def __init__(self, hidden: int, kernel: int, colours: ColourGroups, learn_initial_state: bool = True):
         super().__init__()
         self.hidden = hidden
         # The gates of one hidden unit (its o, f, i, g) share a colour group: one chunk per gate.
         self.input_to_state = MaskedConv2d(2 * hidden, 4 * hidden, (1, kernel), "B", colours, out_chunks=len(GATES))
         # No bias here: the input-to-state conv has one, and a second would only duplicate it.
         self.state_to_state = nn.Conv1d(hidden, 4 * hidden, kernel, padding=kernel // 2, bias=False)
+        if learn_initial_state:  # zero at first: training starts from the zero-state model
+            self.initial_hidden = nn.Parameter(torch.zeros(hidden))  # h_0, broadcast along the row above the image
+            self.initial_cell = nn.Parameter(torch.zeros(hidden))  # c_0
+
+    def initial_state(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h_0, c_0), each (h,): the learned initial states, or zeros."""
+        if hasattr(self, "initial_hidden"):
+            return self.initial_hidden, self.initial_cell
+        zeros = like.new_zeros(self.hidden)
+        return zeros, zeros
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """The fast path: the input-to-state convolution for the whole map, then :class:`RowScan`."""
@@ -113,7 +135,8 @@ class RowLSTMLayer(nn.Module):
         gates_in = gates_in.permute(2, 0, 3, 1)  # (H, B, W, 4h)
         # conv1d weight (4h, h, k) as a matrix acting on each pixel's k neighbours [h(j-k//2) .. h(j+k//2)].
         weight = self.state_to_state.weight.permute(1, 2, 0).reshape(hid * k, 4 * hid)  # (h*k, 4h)
-        return RowScan.apply(gates_in.contiguous(), weight, k).permute(1, 3, 0, 2)  # (B, h, H, W)
+        h0, c0 = self.initial_state(weight)
+        return RowScan.apply(gates_in.contiguous(), weight, h0, c0, k).permute(1, 3, 0, 2)  # (B, h, H, W)
 
     def forward_reference(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """Equation 3 written plainly with convolutions; the fast path is tested equal to it."""
@@ -121,15 +144,15 @@ class RowLSTMLayer(nn.Module):
         gates_in = self.input_to_state(x)  # (B, 4h, H, W)
         if bias is not None:
             gates_in = gates_in + bias
-        h = x.new_zeros(b, self.hidden, width)  # (B, h, W)
-        c = x.new_zeros(b, self.hidden, width)
+        h0, c0 = self.initial_state(x)
+        h = h0[None, :, None].expand(b, self.hidden, width)  # (B, h, W): the row above the image
+        c = c0[None, :, None].expand(b, self.hidden, width)
         states = []
         for i in range(height):
             gates = gates_in[:, :, i] + self.state_to_state(h)  # (B, 4h, W)
             h, c = lstm_update(gates, c, dim=1)
             states.append(h)
         return torch.stack(states, 2)  # (B, h, H, W)
-
 
     def stepper(self, batch: int, height: int, width: int, like: torch.Tensor) -> RowLSTMLayerStepper:
         return RowLSTMLayerStepper(self, batch, height, width, like)
@@ -144,9 +167,13 @@ class RowLSTMLayerStepper(LayerStepper):
         self.batch = batch
         self.input_to_state = ConvAt(layer.input_to_state)  # 1 x k, mask B: reads (i, j - k//2 .. j) of its input
         self.stream = self.input_to_state.cache(batch, height, width, 2 * hid, like)  # the layer's input
-        # States of each row with a zero row on top (the initial state) and k // 2 zero columns each side.
-        self.states = like.new_zeros(batch, height + 1, width + 2 * (self.kernel // 2), hid)
+        # States of each row with the initial row on top and k // 2 zero columns each side (the conv's padding).
+        pad = self.kernel // 2
+        h0, c0 = layer.initial_state(like)
+        self.states = like.new_zeros(batch, height + 1, width + 2 * pad, hid)
+        self.states[:, 0, pad:pad + width] = h0
         self.cells = like.new_zeros(batch, height + 1, width, hid)
+        self.cells[:, 0] = c0
         # The conv1d weight (4h, h, k) as a matrix over the (k, h) patch of states above.
         self.state_to_state = layer.state_to_state.weight.permute(0, 2, 1).reshape(4 * hid, self.kernel * hid)
 
@@ -171,4 +198,4 @@ class RowLSTM(RecurrentPixelModel):
     Config = RowLSTMConfig
 
     def make_layer(self, colours: ColourGroups) -> nn.Module:
-        return RowLSTMLayer(self.cfg.hidden, self.cfg.kernel, colours)
+        return RowLSTMLayer(self.cfg.hidden, self.cfg.kernel, colours, self.cfg.learn_initial_state)
