@@ -66,7 +66,7 @@ def test_a_failed_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoint.torch, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(pixelrnn.errors.OutputError, match="cannot write"):
         pixelrnn.save_checkpoint(tmp_path / "ckpt", tiny_model("pixelcnn", (1, 4, 4), 4, seed=1), trainer_state={})
     assert (tmp_path / "ckpt" / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary left behind

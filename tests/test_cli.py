@@ -249,7 +249,7 @@ def test_outputs_are_never_overwritten_by_surprise(workdir, capsys):
 
 def test_rejected_values_name_the_flag_and_a_good_value(workdir, capsys):
     assert "-n: must be a whole number of at least 1, e.g." in one_line_error(capsys, ["sample", "run", "-n", "0"])
-    assert "--epochs: must be above 0, e.g." in one_line_error(capsys, ["train", "--out", "r", "--epochs", "0"])
+    assert "--epochs: must be a finite number above 0, e.g." in one_line_error(capsys, ["train", "--out", "r", "--epochs", "0"])
     err = one_line_error(capsys, ["train", "--out", "r", "--set", "lr=-1", "--show"])
     assert "lr (--lr) must be positive, e.g. 0.001" in err
     assert "e.g. --set residual=false" in one_line_error(capsys, ["train", "--out", "r", "--set", "residual"])

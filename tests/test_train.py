@@ -135,3 +135,19 @@ def test_metrics_carry_nats_per_image_in_a_last_column(tmp_path):
         assert math.isclose(float(row[6]), float(row[2]) * dims * math.log(2), rel_tol=1e-9)
     assert math.isclose(result["train_nats_per_image"], result["train_bits_per_dim"] * dims * math.log(2))
     assert rows[-1][1] == "valid" and math.isclose(float(rows[-1][6]), result["valid"]["nats_per_image"])
+
+
+def test_train_summary_gives_nats_per_image_for_two_level_data(tmp_path, capsys):
+    """The paper reports binarized MNIST in nats per image; the summary shows them beside bits/dim."""
+    from pixelrnn.cli import main
+    from data_files import write_amat
+
+    folder = tmp_path / "binarized-mnist"
+    for split, n in (("train", 40), ("valid", 12), ("test", 8)):
+        write_amat(folder / f"binarized_mnist_{split}.amat", n)
+    argv = ["train", "--preset", "tiny", "--data", "binarized-mnist", "--data-dir", str(tmp_path), "--steps", "2",
+            "--set", "eval_limit=8", "--quiet", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "nats/image" in out.split("train bits/dim")[1].splitlines()[0]
+    assert "validation bits/dim" in out and "nats/image) at step 2" in out

@@ -2,13 +2,14 @@
 
 A checkpoint is a directory:
 
-- ``model.safetensors``: the weights, with the model's config (JSON) in the file's metadata, so that a single file
-  is enough to rebuild the model;
+- ``model.safetensors``: the weights, with the model's config (JSON) and a sha256 of the weights in the file's
+  metadata, so that a single file is enough to rebuild the model and to tell whether it was damaged;
 - ``config.json``: the same config, plus whatever the caller adds (the training config), for people to read;
 - ``trainer.pt`` (optional): optimizer, step and RNG state for an exact resume, loaded with ``weights_only=True``.
 
 Every checkpoint is written into a temporary directory first and moved into place by rename, so an interrupted
-save never leaves a half-written checkpoint where a good one was.
+save never leaves a half-written checkpoint where a good one was; a failed save removes its temporary files, and
+the ones a killed process left behind are removed when the run is resumed (:meth:`RunFolder.clean`).
 
 A training run is a folder, laid out by ``RunFolder``::
 
@@ -22,10 +23,12 @@ A training run is a folder, laid out by ``RunFolder``::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, write_atomic, writing
 from .models import AutoregressiveModel, build_from_config, upgrade_config
 
 FORMAT = "pixelrnn-checkpoint"
@@ -42,6 +45,30 @@ VERSION = "1"
 WEIGHTS, CONFIG, TRAINER = "model.safetensors", "config.json", "trainer.pt"
 RUN_CONFIG, LATEST = "train_config.json", "latest"
 KEEP = 2  # checkpoints a run keeps: the newest, and one before it in case the newest is damaged
+TEMPORARY = (".*.tmp*", ".*.old-*")  # what an interrupted save leaves in a checkpoints folder
+
+
+def weights_sha256(weights: dict[str, torch.Tensor]) -> str:
+    """A sha256 of named tensors: their names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        t = weights[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _mkdtemp(prefix: str, parent: Path) -> Path:
+    """A new temporary folder in ``parent``, with the user's umask (``tempfile.mkdtemp`` makes it 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    folder.chmod(0o777 & ~_umask())
+    return folder
 
 
 def _fsync_dir(path: Path) -> None:
@@ -66,13 +93,20 @@ def save_checkpoint(path: str | Path, model: AutoregressiveModel, trainer_state:
         The checkpoint directory.
     """
     path = Path(path)
+    with writing(path):
+        return _save(path, model, trainer_state, extra_config)
+
+
+def _save(path: Path, model: AutoregressiveModel, trainer_state: dict | None, extra_config: dict | None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp = _mkdtemp(f".{path.name}.tmp-", path.parent)
     try:
         # safetensors refuses tensors that share memory or are not contiguous; clone what it stores.
         weights = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-        metadata = {"format": FORMAT, "version": VERSION, "config": json.dumps(model.config)}
+        metadata = {"format": FORMAT, "version": VERSION, "config": json.dumps(model.config),
+                    "sha256": weights_sha256(weights)}
         save_file(weights, str(tmp / WEIGHTS), metadata=metadata)
+        _test_hook(path)
         (tmp / CONFIG).write_text(json.dumps({"model": model.config, **(extra_config or {})}, indent=2) + "\n")
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER)
@@ -81,7 +115,7 @@ def save_checkpoint(path: str | Path, model: AutoregressiveModel, trainer_state:
                 os.fsync(handle.fileno())
         _fsync_dir(tmp)
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            old = _mkdtemp(f".{path.name}.old-", path.parent)
             os.replace(path, old / path.name)
             os.replace(tmp, path)
             shutil.rmtree(old)
@@ -90,8 +124,17 @@ def save_checkpoint(path: str | Path, model: AutoregressiveModel, trainer_state:
         _fsync_dir(path.parent)
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _test_hook(path: Path) -> None:
+    """For the kill-during-save test only: ``$PIXELRNN_TEST_SAVE_HOOK`` = ``NAME:MARKER`` makes the save of checkpoint
+    NAME create the file MARKER and wait, half-written, to be killed."""
+    name, _, marker = os.environ.get("PIXELRNN_TEST_SAVE_HOOK", "").partition(":")
+    if name == path.name:
+        Path(marker).touch()
+        time.sleep(60)
 
 
 def resolve(path: str | Path) -> Path:
@@ -122,7 +165,11 @@ def _weights_file(path: Path) -> Path:
 
 def read_config(path: str | Path) -> dict[str, Any]:
     """The model config stored in a checkpoint, without loading its weights."""
-    weights = _weights_file(resolve(path))
+    return _read_metadata(_weights_file(resolve(path)))[0]
+
+
+def _read_metadata(weights: Path) -> tuple[dict[str, Any], str | None]:
+    """The model config and the weights' sha256 (None in checkpoints written before it was recorded)."""
     try:
         with safe_open(str(weights), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -133,33 +180,64 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if metadata.get("version") != VERSION:
         raise CheckpointError(f"{weights} has checkpoint format version {metadata.get('version')}; "
                               f"this pixelrnn reads version {VERSION}")
-    return json.loads(metadata["config"])
+    return _json_object(metadata["config"], f"the model config in the metadata of {weights}"), metadata.get("sha256")
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> AutoregressiveModel:
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    """``text`` parsed as a JSON object, or a CheckpointError naming ``what``."""
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{what} is not valid JSON ({e}); the checkpoint is damaged") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{what} is a JSON {type(value).__name__}, not an object; the checkpoint is damaged")
+    return value
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"cannot read {file}: {e}") from None
+    return _json_object(text, str(file))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    verify: bool = True) -> AutoregressiveModel:
     """Rebuild a model from a checkpoint; no flags needed, since the checkpoint holds its config.
 
     Args:
         path: a run directory, a checkpoint directory, or a ``model.safetensors`` file.
         map_location: device for the weights.
+        verify: check the weights against the sha256 recorded when they were saved (checkpoints written before
+            pixelrnn recorded one load without the check).
 
     Returns:
         The model in eval mode, in the dtype it was saved in.
     """
     weights_path = _weights_file(resolve(path))
+    config, sha256 = _read_metadata(weights_path)
     # Options added since the checkpoint was written take the value it was trained with (models/registry.py).
-    config = upgrade_config(read_config(path))
+    config = upgrade_config(config)
     try:
         model = build_from_config(config)
-    except ConfigError as e:
+    except (ConfigError, TypeError, ValueError) as e:
         raise CheckpointError(f"{weights_path} holds a config this pixelrnn cannot build: {e}") from None
     try:
         state = load_file(str(weights_path), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights_path} could not be read ({e}); it may be truncated or corrupt") from None
+    if verify and sha256 is not None and weights_sha256(state) != sha256:
+        raise CheckpointError(f"{weights_path} is damaged: its weights do not match the sha256 recorded when it was "
+                              f"saved; use another checkpoint, or pass --no-verify to load it anyway")
     dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         model = model.to(dtypes.pop())
+    expected = model.state_dict()
+    for name, tensor in state.items():
+        if name in expected and tensor.dtype != expected[name].dtype:
+            raise CheckpointError(f"{weights_path} stores {name} as {tensor.dtype}, not "
+                                  f"{expected[name].dtype}; the file is corrupt")
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -185,7 +263,10 @@ def training_config(path: str | Path) -> dict[str, Any]:
     where = resolve(path)
     config_file = where / CONFIG if where.is_dir() else None
     if config_file and config_file.is_file():
-        return json.loads(config_file.read_text()).get("train", {})
+        train = _read_json(config_file).get("train", {})
+        if not isinstance(train, dict):
+            raise CheckpointError(f"the training config in {config_file} is not a JSON object; the file is damaged")
+        return train
     return {}
 
 
@@ -234,23 +315,30 @@ class RunFolder:
         return self.root / f"eval-{data.replace(':', '_').replace('/', '_')}-{split}.json"
 
     def read_config(self) -> dict[str, Any]:
-        return json.loads(self.config.read_text())
+        return _read_json(self.config)
 
     def write_config(self, values: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(json.dumps(values, indent=2) + "\n")
+        write_atomic(self.config, (json.dumps(values, indent=2) + "\n").encode())
+
+    def clean(self) -> list[Path]:
+        """Remove what an interrupted save left in the checkpoints folder; returns what was removed."""
+        stale = [p for pattern in TEMPORARY for p in self.checkpoints.glob(pattern)]
+        for p in stale:
+            with writing(p):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+        return stale
 
     def save(self, step: int, model: AutoregressiveModel, trainer_state: dict, extra_config: dict | None = None,
              keep: int = KEEP) -> Path:
         """Save step ``step``, point ``latest`` at it atomically, and delete all but the ``keep`` newest."""
         path = save_checkpoint(self.step(step), model, trainer_state, extra_config)
-        tmp = self.checkpoints / f".{LATEST}.tmp"
-        tmp.write_text(path.name + "\n")
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.pointer)
-        _fsync_dir(self.checkpoints)
-        for old in sorted(p for p in self.checkpoints.glob("step-*") if p.is_dir())[:-keep]:
-            if old != path:
-                shutil.rmtree(old)
+        write_atomic(self.pointer, (path.name + "\n").encode())
+        with writing(self.checkpoints):
+            _fsync_dir(self.checkpoints)
+            for old in sorted(p for p in self.checkpoints.glob("step-*") if p.is_dir())[:-keep]:
+                if old != path:
+                    shutil.rmtree(old)
         return path

@@ -13,6 +13,7 @@ import json
 import math
 import shlex
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from . import __version__, codec, pretrained
 from .allocator import tune
 from .benchmark import train_speed
 from .checkpoint import RunFolder, training_config
-from .config import FLAG_FIELDS, PRESETS, TrainConfig, default_preset, merge, parse_sets, preset
-from .data import DATASETS, SPLITS, absolute_name, load_dataset, require_labels
+from .config import (FLAG_FIELDS, PRESETS, SEED_LIMIT, TrainConfig, check_kernels, default_preset, merge,
+                     model_settings, parse_sets, preset)
+from .data import DATASETS, SPLITS, absolute_name, dataset_info, load_dataset, require_labels
 from .distributions import nats_to_bits_per_dim
 from .errors import ConfigError, OutputError, PixelRNNError, write_atomic, writing
 from .evaluate import evaluate
@@ -52,20 +54,49 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _whole(text: str, low: int, high: int | None, example: str) -> int:
+    """``text`` as a whole number in [low, high), or an argparse error that names the range and an example."""
+    where = f"of at least {low}" if high is None else f"in [{low}, {'2**63' if high == SEED_LIMIT else high})"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number {where}, e.g. {example}, not {text!r}") from None
+    if value < low or (high is not None and value >= high):
+        raise argparse.ArgumentTypeError(f"must be a whole number {where}, e.g. {example}, not {value}")
+    return value
+
+
 def count(text: str) -> int:
     """An argparse type: a whole number of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, e.g. 16, not {value}")
-    return value
+    return _whole(text, 1, None, "16")
+
+
+def natural(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    return _whole(text, 0, None, "0")
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed in [0, 2**63)."""
+    return _whole(text, 0, SEED_LIMIT, "0")
 
 
 def positive(text: str) -> float:
-    """An argparse type: a number above 0."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, e.g. 1.0, not {text}")
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, e.g. 1.0, not {text!r}")
     return value
+
+
+def path(text: str) -> str:
+    """An argparse type: a path that is not empty (an empty one would mean the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a file or folder, not an empty string")
+    return text
 
 
 @dataclass(frozen=True)
@@ -73,6 +104,7 @@ class Shared:
     """Parent parsers: the flags that several commands share, defined once."""
 
     quiet: argparse.ArgumentParser
+    verify: argparse.ArgumentParser
     data_dir: argparse.ArgumentParser
     run: argparse.ArgumentParser
     running: argparse.ArgumentParser  # every command that runs a model; the home of flags such as --device
@@ -84,12 +116,15 @@ class Shared:
     @classmethod
     def build(cls) -> "Shared":
         parents = {name: argparse.ArgumentParser(add_help=False) for name in cls.__dataclass_fields__}
+        parents["verify"].add_argument("--no-verify", action="store_true",
+                                       help="load a checkpoint whose weights do not match their recorded sha256")
+        parents["run"] = argparse.ArgumentParser(add_help=False, parents=[parents["verify"]])
         parents["quiet"].add_argument("--quiet", action="store_true", help="no progress bar")
         parents["data_dir"].add_argument("--data-dir", metavar="DIR", help="where data sets live (default: "
                                          "$PIXELRNN_DATA_DIR, else ~/.cache/pixelrnn/data)")
-        parents["run"].add_argument("run", help="a run folder (or a checkpoint folder, its model.safetensors, or "
-                                                "RUN/checkpoints/latest), or a shipped model's name (`pixelrnn "
-                                                "models`; pretrained:NAME when a folder has that name)")
+        parents["run"].add_argument("run", type=path, help="a run folder (or a checkpoint folder, its "
+                                    "model.safetensors, or RUN/checkpoints/latest), or a shipped model's "
+                                    "name (`pixelrnn models`; pretrained:NAME when a folder has that name)")
         model = parents["model"]
         model.add_argument("--layers", type=count, help="layers: residual blocks or LSTM layers (default: the "
                                                         "preset's, else the model's)")
@@ -101,20 +136,20 @@ class Shared:
         parents["trained_on"].add_argument("--data", help="data set (default: the one the model was trained on)")
         parents["split"].add_argument("--split", default="test", choices=SPLITS, help="which split of the data set")
         generation = parents["generation"]
-        generation.add_argument("--seed", type=int, default=0, help="random seed of the draws")
+        generation.add_argument("--seed", type=seed, default=0, help="random seed of the draws")
         generation.add_argument("--temperature", type=positive, default=1.0,
                                 help="softmax temperature: below 1 sharper, above 1 more varied")
         return cls(**parents)
 
 
 def _model_options(args) -> dict:
-    """--layers, --hidden, --head and --set, as one dict."""
+    """--layers, --hidden, --head and --set, as one dict (the --set values still as text)."""
     flags = {name: getattr(args, name) for name in ("layers", "hidden", "head") if getattr(args, name) is not None}
     return {**flags, **parse_sets(args.set)}
 
 
 def _output_flags(p: argparse.ArgumentParser, default: str | None, what: str) -> None:
-    p.add_argument("-o", "--output", default=default, required=default is None, help=what)
+    p.add_argument("-o", "--output", type=path, default=default, required=default is None, help=what)
     p.add_argument("--force", action="store_true", help="overwrite the output if it exists")
 
 
@@ -137,12 +172,12 @@ def _writable(path: str | Path, force: bool, image: bool = False) -> Path:
 
 def add_train(sub, shared: Shared) -> None:
     p = sub.add_parser("train", help="train a model", parents=[shared.running, shared.model, shared.data_dir,
-                                                                 shared.quiet],
+                                                                 shared.quiet, shared.verify],
                        description="Train a model. Without --preset, a data set's CPU-sized preset is used where "
                                    "one exists (`pixelrnn presets` lists them); any flag overrides the preset.")
     p.add_argument("--model", choices=model_names(), help="model family (default: the preset's, else pixelcnn)")
     p.add_argument("--data", help=f"{', '.join(DATASETS)} or folder:PATH (default: the preset's, else digits)")
-    p.add_argument("--out", required=True, help="the run folder")
+    p.add_argument("--out", type=path, required=True, help="the run folder")
     p.add_argument("--preset", help="named configuration (default: the CPU-sized one for --data, if any); "
                                     "`pixelrnn presets` lists them")
     steps = p.add_mutually_exclusive_group()
@@ -154,8 +189,8 @@ def add_train(sub, shared: Shared) -> None:
                                                            f"the preset's, else {TrainConfig.precision})")
     p.add_argument("--optimizer", choices=("rmsprop", "adam"), help=f"default: {TrainConfig.optimizer}")
     p.add_argument("--lr", type=positive, help=f"peak learning rate (default: the preset's, else {TrainConfig.lr})")
-    p.add_argument("--seed", type=int, help=f"seed of the weights and the data order (default: {TrainConfig.seed})")
-    p.add_argument("--eval-every", type=int, help="steps between validation passes; 0: only at the end (default: "
+    p.add_argument("--seed", type=seed, help=f"seed of the weights and the data order (default: {TrainConfig.seed})")
+    p.add_argument("--eval-every", type=natural, help="steps between validation passes; 0: only at the end (default: "
                                                   f"the preset's, else {TrainConfig.eval_every})")
     p.add_argument("--checkpoint-every", type=count, help="steps between checkpoints (default: the preset's, else "
                                                           f"{TrainConfig.checkpoint_every})")
@@ -191,7 +226,8 @@ def cmd_train(args) -> int:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     time_limit = args.time_limit * 60 if args.time_limit else None
-    result = train(config, run.root, resume=args.resume, progress=not args.quiet, time_limit=time_limit)
+    result = train(config, run.root, resume=args.resume, progress=not args.quiet, time_limit=time_limit,
+                   verify=not args.no_verify)
     return _report(result, config, run, args)
 
 
@@ -203,11 +239,23 @@ def _report(result: dict, config: TrainConfig, run: RunFolder, args) -> int:
         print(f"{run.root} already reached step {step} of {total}: nothing to train, nothing written. "
               f"To train longer: {resume} --steps {2 * step}")
         return 0
+    # For 2-level data the paper reports nats per image (binarized MNIST, table 4): show them beside bits/dim.
+    binary = dataset_info(config.data)["levels"] == 2
+
+    def nats(value: float | None) -> str:
+        return f" ({value:.2f} nats/image)" if binary and value is not None else ""
+
     if result["train_bits_per_dim"] is not None:
         print(f"trained {config.model} on {args.data or config.data}: step {step}/{total}, "
-              f"train bits/dim {result['train_bits_per_dim']:.4f}, {result['images_per_s']:.1f} images/s")
-    if result["valid"]:
-        print(f"validation bits/dim {result['valid']['bits_per_dim']:.4f} over {result['valid']['images']} images")
+              f"train bits/dim {result['train_bits_per_dim']:.4f}{nats(result['train_nats_per_image'])}, "
+              f"{result['images_per_s']:.1f} images/s")
+    valid = result["valid"]
+    if valid and valid["step"] == step:
+        print(f"validation bits/dim {valid['bits_per_dim']:.4f}{nats(valid['nats_per_image'])} at step {step} "
+              f"over {valid['images']} images")
+    elif valid:  # a run stopped early: its last figure is older than its weights, and says so
+        print(f"last validation: bits/dim {valid['bits_per_dim']:.4f}{nats(valid['nats_per_image'])} at step "
+              f"{valid['step']} (not the final weights of step {step}) over the first {valid['images']} images")
     if result["stopped"] == "finished":
         print(f"finished at step {step} of {total}; checkpoint written to {result['checkpoint']}")
         print(f"to train longer: {resume} --steps {2 * step}")
@@ -247,13 +295,14 @@ def add_evaluate(sub, shared: Shared) -> None:
     p.add_argument("--limit", type=count, help="only the first N images (default: all)")
     p.add_argument("--batch-size", type=count, default=256, help="images per forward pass (speed only)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="bf16: matrix work in bfloat16")
-    p.add_argument("--json", help="where to write the result (default: RUN/eval-DATA-SPLIT.json for a run folder)")
+    p.add_argument("--json", type=path,
+                   help="where to write the result (default: RUN/eval-DATA-SPLIT.json for a run folder)")
     p.set_defaults(func=cmd_evaluate)
 
 
 def _model_and_data(args):
     """The checkpoint's model, and the data split to use with it (by default the data it was trained on)."""
-    model = pretrained.load(args.run)
+    model = pretrained.load(args.run, verify=not args.no_verify)
     trained = training_config(pretrained.resolve(args.run))
     name = args.data or trained.get("data")
     if name is None:
@@ -279,7 +328,7 @@ def cmd_evaluate(args) -> int:
           f"{result['nats_per_image']:>13.2f}")
     out = Path(args.json) if args.json else RunFolder(args.run).evaluation(name, args.split)
     if Path(args.run).is_dir() or args.json:
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_atomic(out, (json.dumps(result, indent=2) + "\n").encode())
         print(f"wrote {out}")
     return 0
 
@@ -300,7 +349,7 @@ def add_sample(sub, shared: Shared) -> None:
 
 def cmd_sample(args) -> int:
     output = _writable(args.output, args.force, image=True)
-    model = pretrained.load(args.run)
+    model = pretrained.load(args.run, verify=not args.no_verify)
     generator = torch.Generator().manual_seed(args.seed)
     classes = model.cfg.num_classes
     model.check_labels(args.class_label)  # --class: a clear error for an unconditional model or a bad label
@@ -331,7 +380,7 @@ def add_complete(sub, shared: Shared) -> None:
     p.add_argument("--occlude", default="bottom-half",
                    help="bottom-half, right-half, box:x0,y0,x1,y1, or a PNG mask (white = hidden)")
     p.add_argument("-n", type=count, default=8, help="number of images")
-    p.add_argument("--first", type=int, default=0, help="index of the first image in the split")
+    p.add_argument("--first", type=natural, default=0, help="index of the first image in the split")
     p.add_argument("-k", "--samples", type=count, default=4, help="completions per image")
     _output_flags(p, "completions.png", "the PNG panel to write")
     p.set_defaults(func=cmd_complete)
@@ -373,7 +422,7 @@ def _load_images(args):
     if args.data:
         model, data = _model_and_data(args)
         return model, data.images[:args.limit].long()
-    model = pretrained.load(args.run)
+    model = pretrained.load(args.run, verify=not args.no_verify)
     if not args.images:
         raise ConfigError("give image files to compress, or --data NAME, e.g. --data digits")
     return model, torch.stack([read_image(path, model.image_shape, model.levels) for path in args.images])
@@ -405,7 +454,7 @@ def cmd_decompress(args) -> int:
     if any(out.glob("image-*.png")) and not args.force:
         raise ConfigError(f"{out} already holds decompressed images; pass --force to overwrite them, or -o another "
                           "folder")
-    model = pretrained.load(args.run)
+    model = pretrained.load(args.run, verify=not args.no_verify)
     try:
         data = Path(args.file).read_bytes()
     except OSError as e:
@@ -429,14 +478,15 @@ def add_bench(sub, shared: Shared) -> None:
     p.add_argument("--batch-size", type=count, default=16, help="images per step")
     p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
                    help="precisions to measure")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--warmup", type=natural, default=3, help="untimed steps first")
     p.add_argument("--steps", type=count, default=10, help="timed steps (the median is reported)")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
     data = load_dataset(args.data, "train", args.data_dir)
-    options = _model_options(args)
+    options = model_settings(args.model, _model_options(args))
+    check_kernels(options, data.image_shape)
     gen = torch.Generator().manual_seed(0)
     print(f"{'model':<18}{'batch':>6}{'precision':>10}{'images/s':>10}")
     for precision in args.precision:
@@ -523,6 +573,11 @@ def main(argv: list[str] | None = None) -> int:
         # train handles Ctrl-C itself (it saves and says how to go on); this one came before or while saving.
         sys.stderr.write(f"pixelrnn {args.command}: interrupted; nothing new was written\n")
         return 130
+    except Exception:  # not the user's doing: a bug, shown in full so that it can be fixed
+        traceback.print_exc()
+        sys.stderr.write(f"pixelrnn {args.command}: internal error: this is a bug in pixelrnn {__version__}; please "
+                         "report it with the command you ran and the traceback above\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -15,10 +15,17 @@ from typing import Any
 
 from .data import absolute_name, require_labels
 from .errors import ConfigError
+from .models import model_class
 from .precision import PRECISIONS
 
 OPTIMIZERS = ("rmsprop", "adam")
 SCHEDULES = ("constant", "cosine")
+SEED_LIMIT = 2**63  # seeds lie in [0, 2**63): every one of them seeds torch, whatever is added to it
+# What --set accepts for a boolean option, in any case.
+BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+# Options that the data set decides; `train` sets them itself.
+FROM_DATA = {"levels": "the data set's number of levels", "image_shape": "the data set's image shape (--image-size "
+             "resizes folder:PATH images)"}
 
 
 # The fields that `pixelrnn train` sets with a flag of their own (--batch-size sets batch_size); every other field
@@ -60,6 +67,11 @@ class TrainConfig:
     eval_batch_size: int = 256
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):
+            if f.type != "dict[str, Any]":
+                object.__setattr__(self, f.name, typed(_named(f.name), f.type, getattr(self, f.name)))
+        if not isinstance(self.model_options, dict):
+            raise ConfigError(f"model_options must be a dict of model options, not {self.model_options!r}")
         for name, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES), ("precision", PRECISIONS)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{_named(name)} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
@@ -75,6 +87,16 @@ class TrainConfig:
             if value is not None and value <= 0:
                 raise ConfigError(f"{_named(name)} must be positive, e.g. {getattr(TrainConfig, name) or 1}, "
                                   f"not {value}")
+        for name in ("warmup_steps", "grad_clip", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{_named(name)} must be 0 or more, e.g. {getattr(TrainConfig, name)}, "
+                                  f"not {getattr(self, name)}")
+        for name in ("eval_limit", "image_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{_named(name)} must be at least 1 (or none), not {value}")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise ConfigError(f"{_named('seed')} must lie in [0, 2**63), e.g. 0, not {self.seed}")
 
     def total_steps(self, train_images: int) -> int:
         """The number of optimizer steps, from ``steps`` or ``epochs`` (1000 steps if neither is given)."""
@@ -203,18 +225,91 @@ def default_preset(data: str, model: str) -> str | None:
                  if p.cpu and p.values["data"] == data and p.values["model"] == model), None)
 
 
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``--set KEY=VALUE`` items as a dict; values are read as JSON where they parse (3, false, [1, 2]), else text."""
+def typed(name: str, declared: str, value: Any) -> Any:
+    """``value`` as the declared type of an option (``"bool"``, ``"int | None"``, ...), or a ConfigError.
+
+    Text (from ``--set``) is parsed: booleans as true/false, 1/0, yes/no or on/off in any case; numbers as numbers,
+    finite; ``none`` for an optional value. A value of another type is refused, never stored as it came: a string
+    where a boolean belongs would be true whatever it says.
+    """
+    optional = declared.endswith("| None")
+    kind = declared.removesuffix("| None").strip()
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("none", "null")):
+        if optional or value is not None:
+            return None
+        raise ConfigError(f"{name} needs a value, not none")
+    if isinstance(value, str) and kind == "int | tuple[int, ...]":  # one size or several: "14", "7,14", "[7, 14]"
+        try:
+            sizes = tuple(int(part) for part in value.strip().strip("[]()").split(","))
+        except ValueError:
+            raise ConfigError(f"{name} takes a whole number or a comma-separated list, e.g. 7,14, not {value!r}") \
+                from None
+        return sizes[0] if len(sizes) == 1 else sizes
+    if isinstance(value, str) and kind != "str":
+        text = value.strip()
+        try:
+            value = {"bool": lambda: BOOLEANS[text.lower()], "int": lambda: int(text),
+                     "float": lambda: float(text)}[kind]()
+        except (KeyError, ValueError):
+            example = {"bool": "true or false", "int": "a whole number such as 3",
+                       "float": "a number such as 0.001"}.get(kind)
+            if example is None:
+                raise ConfigError(f"{name} cannot be given as text ({value!r})") from None
+            raise ConfigError(f"{name} takes {example}, not {value!r}") from None
+    wrong = {"bool": not isinstance(value, bool),
+             "int": not isinstance(value, int) or isinstance(value, bool),
+             "float": not isinstance(value, (int, float)) or isinstance(value, bool),
+             "str": not isinstance(value, str)}.get(kind, False)
+    if wrong:
+        raise ConfigError(f"{name} must be {'an' if kind == 'int' else 'a'} {kind}, not {value!r}")
+    if kind == "float":
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, e.g. 1.0, not {value}")
+    return value
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` items as a dict of text; :func:`merge` and :func:`model_settings` read each value as the
+    declared type of its option."""
     values = {}
     for item in items:
         key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
         if not sep or not key:
             raise ConfigError(f"--set takes KEY=VALUE, e.g. --set residual=false, not {item!r}")
-        try:
-            values[key.replace("-", "_")] = json.loads(text)
-        except json.JSONDecodeError:
-            values[key.replace("-", "_")] = text
+        if key in FROM_DATA:
+            raise ConfigError(f"--set {key} is not an option: it is {FROM_DATA[key]}; choose the data with --data")
+        values[key] = text
     return values
+
+
+def model_settings(model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Model options, each read as its declared type in the family's config; an unknown one is an error.
+
+    Kernel sizes (``kernel``, ``first_kernel``) must also be odd: a masked convolution is centred on its pixel.
+    """
+    fields = {f.name: f.type for f in dataclasses.fields(model_class(model).Config)}
+    out = {}
+    for key, value in options.items():
+        if key in FROM_DATA:
+            raise ConfigError(f"{key} is not an option: it is {FROM_DATA[key]}; choose the data with --data")
+        if key not in fields:
+            raise ConfigError(f"{model} has no option {key}; its options are: "
+                              f"{', '.join(k for k in fields if k not in FROM_DATA)}")
+        out[key] = typed(f"{key} (--set {key}=...)", str(fields[key]), value)
+        if key.endswith("kernel") and out[key] % 2 == 0:
+            raise ConfigError(f"{key} (--set {key}=...) must be odd, e.g. 3, not {out[key]}")
+    return out
+
+
+def check_kernels(options: dict[str, Any], image_shape: tuple[int, int, int]) -> None:
+    """Refuse a kernel larger than the image: its taps would see nothing but padding."""
+    side = max(image_shape[1:])
+    for key, value in options.items():
+        if key.endswith("kernel") and isinstance(value, int) and value > side:
+            raise ConfigError(f"{key} (--set {key}=...) must be odd and at most the image side {side}, not {value}; "
+                              f"e.g. --set {key}=3")
 
 
 def merge(base: dict[str, Any], flags: dict[str, Any], sets: dict[str, Any],
@@ -243,5 +338,7 @@ def merge(base: dict[str, Any], flags: dict[str, Any], sets: dict[str, Any],
         options["num_classes"] = require_labels(values.get("data", TrainConfig.data))
     if options:
         values["model_options"] = {**values.get("model_options", {}), **options}
+    if "model_options" in values:
+        values["model_options"] = model_settings(values.get("model", TrainConfig.model), values["model_options"])
     return TrainConfig.from_dict(values)
 

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .distributions import nats_to_bits_per_dim
+from .errors import ConfigError
 from .precision import autocast
 
 
@@ -33,11 +34,16 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
     Returns:
         {"bits_per_dim", "nats_per_image", "images", "seconds"}.
     """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size (--batch-size) must be at least 1, e.g. 256, not {batch_size}")
+    if len(images) == 0:
+        raise ConfigError("there are no images to evaluate; check --limit and the data set")
     was_training = model.training
     model.eval()
     total, count, start = 0.0, 0, time.perf_counter()
     dims = math.prod(images.shape[1:])
-    batches = tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", disable=not progress, leave=False)
+    batches = tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", disable=None if progress else True,
+                   leave=False)  # disable=None: no bar without a terminal, as in a log file
     try:
         for first in batches:
             x = images[first:first + batch_size].to(device=model.device, dtype=torch.long)
@@ -51,8 +57,6 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
             batches.set_postfix(bpd=f"{nats_to_bits_per_dim(total / count, dims):.4f}")
     finally:
         model.train(was_training)
-    if count == 0:
-        raise ValueError("cannot evaluate an empty split")
     nats = total / count
     return {"bits_per_dim": nats_to_bits_per_dim(nats, dims), "nats_per_image": nats, "images": count,
             "seconds": time.perf_counter() - start}

@@ -58,6 +58,8 @@ def complete(model, x: torch.Tensor, known: torch.Tensor, temperature: float = 1
     Returns:
         int64 [B, C, H, W].
     """
+    if not (isinstance(temperature, (int, float)) and 0 <= temperature < float("inf")):  # 0: the argmax
+        raise PixelRNNError(f"the temperature must be a finite number of at least 0, e.g. 1.0, not {temperature}")
     if method not in METHODS:
         raise PixelRNNError(f"unknown sampling method {method!r}; choose one of {', '.join(METHODS)}")
     model.check_images(x)
@@ -79,7 +81,7 @@ def complete(model, x: torch.Tensor, known: torch.Tensor, temperature: float = 1
 
 
 def _complete_naive(model, x, known, temperature, generator, progress, y) -> torch.Tensor:
-    for c, i, j in tqdm(model.order(), desc="sampling", unit="value", disable=not progress, leave=False):
+    for c, i, j in tqdm(model.order(), desc="sampling", unit="value", disable=None if progress else True, leave=False):
         todo = ~known[:, c, i, j]
         if not todo.any():
             continue
@@ -109,7 +111,7 @@ def raster_walk(stepper, x: torch.Tensor, wants, choose, progress: bool = False,
         choose: ``choose(c, i, j, logits [B, K])``: the values [B] to put there.
     """
     channels, height, width = x.shape[1:]
-    pixels = tqdm(total=height * width, desc=desc, unit="pixel", disable=not progress, leave=False)
+    pixels = tqdm(total=height * width, desc=desc, unit="pixel", disable=None if progress else True, leave=False)
     for i in range(height):
         for j in range(width):
             for c in range(channels):

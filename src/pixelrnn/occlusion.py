@@ -7,11 +7,13 @@ values condition the model, the hidden ones are drawn. An occlusion here is a bo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from .errors import PixelRNNError
+from .images import open_image
 
 OCCLUSIONS = ("bottom-half", "right-half", "box:x0,y0,x1,y1", "PATH.png")
 
@@ -39,12 +41,11 @@ def occlusion(spec: str, image_shape: tuple[int, int, int]) -> torch.Tensor:
             raise PixelRNNError(f"--occlude {spec!r}: the box must lie inside the {w}x{h} image, with x0 < x1, y0 < y1")
         hidden[y0:y1, x0:x1] = True
     else:
-        try:
-            with Image.open(spec) as picture:
-                mask = torch.from_numpy(np.asarray(picture.convert("L")).copy()) >= 128
-        except (OSError, UnidentifiedImageError):
+        if not Path(spec).is_file():
             raise PixelRNNError(f"--occlude {spec!r} is none of {', '.join(OCCLUSIONS[:3])}, and not a readable "
-                                f"PNG mask") from None
+                                f"PNG mask")
+        with open_image(spec) as picture:  # a damaged file, or a decompression bomb, is one ImageError line
+            mask = torch.from_numpy(np.asarray(picture.convert("L")).copy()) >= 128
         if tuple(mask.shape) != (h, w):
             raise PixelRNNError(f"the mask {spec} is {mask.shape[1]}x{mask.shape[0]}, the images are {w}x{h}")
         hidden = mask

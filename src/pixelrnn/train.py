@@ -18,6 +18,7 @@ stretched curve, without a jump either way.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import time
@@ -27,10 +28,10 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .config import TrainConfig, check_kernels
 from .data import load_dataset
 from .distributions import bits_per_dim
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError, write_atomic, writing
 from .evaluate import evaluate
 from .models import build_model
 from .precision import autocast
@@ -83,7 +84,8 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor
     """The training images of ``step``: epoch e is a permutation seeded by (seed, e), cut into full batches."""
     per_epoch = max(1, n // batch_size)
     epoch, index = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    # Modulo 2**64, the range torch seeds from: the same seeds as plain arithmetic wherever that fitted.
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**64))
     return perm[index * batch_size:(index + 1) * batch_size]
 
 
@@ -101,18 +103,18 @@ class MetricsLog:
         self.path = run.metrics
         kept, fields = [], self.FIELDS
         if self.path.exists():
-            with open(self.path, newline="") as f:
+            with writing(self.path), open(self.path, newline="") as f:
                 reader = csv.DictReader(f)
                 fields = tuple(reader.fieldnames or self.FIELDS)  # a run from before a column existed keeps its own
                 kept = [row for row in reader if int(row["step"]) <= step]
         self.seconds = max((float(row["seconds"]) for row in kept if row.get("seconds")), default=0.0)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="") as f:  # the kept rows replace the old file only once written in full
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(tmp, self.path)
-        self.file = open(self.path, "a", newline="")
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(kept)
+        write_atomic(self.path, text.getvalue().encode())  # the kept rows replace the old file only once complete
+        with writing(self.path):
+            self.file = open(self.path, "a", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=fields, extrasaction="ignore")
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -122,13 +124,15 @@ class MetricsLog:
             self.tensorboard = None
 
     def write(self, **row) -> None:
-        self.writer.writerow(row)
-        self.file.flush()
+        with writing(self.path):
+            self.writer.writerow(row)
+            self.file.flush()
         if self.tensorboard is not None:
             self.tensorboard.add_scalar(f"{row['split']}/bits_per_dim", row["bits_per_dim"], row["step"])
 
     def close(self) -> None:
-        self.file.close()
+        with writing(self.path):
+            self.file.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
 
@@ -140,6 +144,7 @@ def _check_run_dir(run: ckpt.RunFolder, config: TrainConfig, resume: bool) -> No
         return
     if not run.has_checkpoint():
         raise ConfigError(f"nothing to resume in {run.root}: it holds no checkpoint; drop --resume to start a run")
+    run.clean()  # what a killed save left behind
     before = TrainConfig.from_dict(run.read_config())
     # Only how long and how often may change on resume; anything else would be a different run.
     may_change = {"steps", "epochs", "eval_every", "eval_limit", "checkpoint_every", "log_every", "eval_batch_size",
@@ -167,7 +172,7 @@ def estimate_line(seconds_per_step: float, steps_left: int) -> str:
 
 
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None, time_limit: float | None = None) -> dict:
+          stop_after: int | None = None, time_limit: float | None = None, verify: bool = True) -> dict:
     """Train a model as ``config`` says, in ``run_dir``.
 
     Args:
@@ -177,12 +182,14 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         progress: show a progress bar with live bits/dim and images/s.
         stop_after: stop (with a checkpoint) after this many steps of this call, as an interruption would.
         time_limit: stop (with a checkpoint) after this many seconds of training in this call.
+        verify: check the resumed checkpoint's weights against their recorded sha256.
 
     Returns:
         {"step", "total_steps", "train_bits_per_dim", "train_nats_per_image" (the paper's unit for binarized
         MNIST) and "images_per_s" (None if this call made no step),
-        "valid": evaluation dict or None, "stopped": why it stopped ("finished", "already finished",
-        "time limit", "interrupted" (Ctrl-C), "stop_after"), "checkpoint": the run's newest checkpoint folder}.
+        "valid": evaluation dict (with the "step" it was measured at) or None, "stopped": why it stopped
+        ("finished", "already finished", "time limit", "interrupted" (Ctrl-C), "stop_after"), "checkpoint": the
+        run's newest checkpoint folder}.
     """
     run = ckpt.RunFolder(run_dir)
     _check_run_dir(run, config, resume)
@@ -190,12 +197,16 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     valid_data = load_dataset(config.data, "valid", config.data_dir, image_size=config.image_size)
     total_steps = config.total_steps(len(train_data))
     state = ckpt.load_trainer_state(run.root) if resume else None
+    if resume and state is None:
+        raise CheckpointError(f"{run.latest()} has no {ckpt.TRAINER} (optimizer and step), so the run cannot be "
+                              f"resumed exactly; start a new run with another --out")
     step = int(state["step"]) if state else 0
     result = {"step": step, "total_steps": total_steps, "train_bits_per_dim": None, "train_nats_per_image": None,
               "valid": None, "images_per_s": None, "stopped": "already finished", "checkpoint": run.latest() if resume else None}
     if step >= total_steps:
         return result  # nothing to train; the run and its files stay as they were
 
+    check_kernels(config.model_options, train_data.image_shape)
     torch.manual_seed(config.seed)
     model = build_model(config.model, train_data.image_shape, train_data.levels, **config.model_options)
     conditional = bool(model.cfg.num_classes)
@@ -206,7 +217,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     extended = _schedule_extension(state, total_steps, config.lr) if state else None
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps, extended))
     if state:
-        model.load_state_dict(ckpt.load_checkpoint(run.root).state_dict())
+        model.load_state_dict(ckpt.load_checkpoint(run.root, verify=verify).state_dict())
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])
@@ -225,6 +236,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         images = valid_data.images if limit is None else valid_data.images[:limit]
         labels = valid_data.labels if limit is None or valid_data.labels is None else valid_data.labels[:limit]
         result = evaluate(model, images, labels, batch_size=config.eval_batch_size, precision=config.precision)
+        result["step"] = step
         log.write(step=step, split="valid", bits_per_dim=result["bits_per_dim"], images_per_s="", lr="",
                   seconds=round(training_time(), 2), nats_per_image=result["nats_per_image"])
         return result
@@ -235,7 +247,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     model.train()
     start = time.perf_counter()
     first_step = step
-    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
+    # disable=None: no bar without a terminal (a log file or CI), where every redraw would be a line of its own.
+    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=None if progress else True)
     try:
         window_start, window_images = time.perf_counter(), 0
         while step < total_steps:

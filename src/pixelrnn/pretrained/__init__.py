@@ -106,9 +106,12 @@ def metrics_file(run_or_name: str | Path) -> Path:
     return where if where.is_file() else RunFolder(where).metrics
 
 
-def load(run_or_name: str | Path, map_location: str | torch.device = "cpu") -> AutoregressiveModel:
-    """The model of a run folder, checkpoint or shipped name; weights stored in bf16 are upcast to fp32."""
-    model = load_checkpoint(resolve(run_or_name), map_location)
+def load(run_or_name: str | Path, map_location: str | torch.device = "cpu", verify: bool = True) -> AutoregressiveModel:
+    """The model of a run folder, checkpoint or shipped name; weights stored in bf16 are upcast to fp32.
+
+    ``verify=False`` skips the check of the weights against their recorded sha256 (``--no-verify``).
+    """
+    model = load_checkpoint(resolve(run_or_name), map_location, verify=verify)
     return model.float() if model.dtype == torch.bfloat16 else model
 
 
