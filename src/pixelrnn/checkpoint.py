@@ -70,7 +70,7 @@ def save_checkpoint(path: str | Path, model: AutoregressiveModel, trainer_state:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         # safetensors refuses tensors that share memory or are not contiguous; clone what it stores.
-        weights = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        weights = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}  # device-free
         metadata = {"format": FORMAT, "version": VERSION, "config": json.dumps(model.config)}
         save_file(weights, str(tmp / WEIGHTS), metadata=metadata)
         (tmp / CONFIG).write_text(json.dumps({"model": model.config, **(extra_config or {})}, indent=2) + "\n")
