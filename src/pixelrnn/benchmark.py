@@ -25,12 +25,14 @@ def train_speed(model, batches: list[torch.Tensor], precision: str = "fp32", war
     for k in range(warmup + steps):
         x = batches[k % len(batches)]
         start = time.perf_counter()
-        with autocast(precision):
+        with autocast(precision, x.device):
             logits = model(x)
         loss = bits_per_dim(logits.float(), x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)  # GPU work is asynchronous: time it to the end
         if k >= warmup:
             times.append(time.perf_counter() - start)
     median = statistics.median(times)

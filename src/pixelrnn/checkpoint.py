@@ -102,7 +102,7 @@ def _save(path: Path, model: AutoregressiveModel, trainer_state: dict | None, ex
     tmp = _mkdtemp(f".{path.name}.tmp-", path.parent)
     try:
         # safetensors refuses tensors that share memory or are not contiguous; clone what it stores.
-        weights = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        weights = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}  # device-free
         metadata = {"format": FORMAT, "version": VERSION, "config": json.dumps(model.config),
                     "sha256": weights_sha256(weights)}
         save_file(weights, str(tmp / WEIGHTS), metadata=metadata)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, codec, pretrained
+from . import __version__, codec, devices, distributed, pretrained
 from .allocator import tune
 from .benchmark import train_speed
 from .checkpoint import RunFolder, training_config
@@ -33,7 +33,7 @@ from .images import completion_panel, image_format, read_image, save_grid, save_
 from .models import build_model, model_names
 from .occlusion import occlusion
 from .plot import plot_curves
-from .precision import PRECISIONS
+from .precision import PRECISIONS, check_precision
 from .train import train
 
 
@@ -120,6 +120,9 @@ class Shared:
                                        help="load a checkpoint whose weights do not match their recorded sha256")
         parents["run"] = argparse.ArgumentParser(add_help=False, parents=[parents["verify"]])
         parents["quiet"].add_argument("--quiet", action="store_true", help="no progress bar")
+        parents["running"].add_argument("--device", default="auto",
+                                        help="auto (CUDA when available), cpu, cuda or cuda:N (under torchrun, "
+                                             "cuda is each process's own GPU)")
         parents["data_dir"].add_argument("--data-dir", metavar="DIR", help="where data sets live (default: "
                                          "$PIXELRNN_DATA_DIR, else ~/.cache/pixelrnn/data)")
         parents["run"].add_argument("run", type=path, help="a run folder (or a checkpoint folder, its "
@@ -200,6 +203,9 @@ def add_train(sub, shared: Shared) -> None:
                    help="condition on the data set's class labels (a learned bias per class in every layer)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint, "
                                                          "with its own settings; flags given override them")
+    p.add_argument("--grad-accum", type=count, metavar="K", help="split each global batch (--batch-size) into K "
+                                                                 "micro-steps, to fit in memory (default: 1)")
+    p.add_argument("--compile", action="store_true", default=None, help="run the model through torch.compile")
     p.add_argument("--show", action="store_true", help="print the full configuration and exit without training")
     p.set_defaults(func=cmd_train)
 
@@ -212,7 +218,7 @@ def _base_config(args, run: RunFolder) -> dict:
     if name is None:
         data, model = args.data or TrainConfig.data, args.model or TrainConfig.model
         name = default_preset(data, model)
-        if name and not args.show:
+        if name and not args.show and distributed.is_main():
             print(f"using preset {name}, the CPU-sized configuration of {model} for {data} "
                   f"(`pixelrnn presets {name}` shows it; --preset or flags change it)")
     return preset(name) if name else {}
@@ -226,8 +232,11 @@ def cmd_train(args) -> int:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     time_limit = args.time_limit * 60 if args.time_limit else None
-    result = train(config, run.root, resume=args.resume, progress=not args.quiet, time_limit=time_limit,
-                   verify=not args.no_verify)
+    with distributed.session(args.device) as device:  # under torchrun: join the job, leave it at the end
+        result = train(config, run.root, resume=args.resume, progress=not args.quiet, time_limit=time_limit,
+                       device=device, verify=not args.no_verify)
+    if not distributed.is_main():
+        return 0
     return _report(result, config, run, args)
 
 
@@ -297,6 +306,7 @@ def add_evaluate(sub, shared: Shared) -> None:
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="bf16: matrix work in bfloat16")
     p.add_argument("--json", type=path,
                    help="where to write the result (default: RUN/eval-DATA-SPLIT.json for a run folder)")
+    p.add_argument("--compile", action="store_true", help="score through torch.compile")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -315,12 +325,17 @@ def _model_and_data(args):
 
 
 def cmd_evaluate(args) -> int:
-    model, data = _model_and_data(args)
-    name = data.name
-    images = data.images if args.limit is None else data.images[:args.limit]
-    labels = None if data.labels is None else data.labels[:len(images)]
-    result = evaluate(model, images, labels, batch_size=args.batch_size, precision=args.precision,
-                      progress=not args.quiet)
+    with distributed.session(args.device) as device:  # under torchrun each process scores its part of the images
+        check_precision(args.precision, device)
+        with distributed.local_main_first():
+            model, data = _model_and_data(args)
+        name = data.name
+        images = data.images if args.limit is None else data.images[:args.limit]
+        labels = None if data.labels is None else data.labels[:len(images)]
+        result = evaluate(model.to(device), images, labels, batch_size=args.batch_size, precision=args.precision,
+                          progress=not args.quiet, compile=args.compile)
+    if not distributed.is_main():
+        return 0
     result.update(data=name, split=args.split, model=model.config)
     width = max(14, len(args.data or name) + 2)  # a long folder:PATH must not run into the next column
     print(f"{'data':<{width}}{'split':<8}{'images':>8}{'bits/dim':>11}{'nats/image':>13}")
@@ -349,8 +364,8 @@ def add_sample(sub, shared: Shared) -> None:
 
 def cmd_sample(args) -> int:
     output = _writable(args.output, args.force, image=True)
-    model = pretrained.load(args.run, verify=not args.no_verify)
-    generator = torch.Generator().manual_seed(args.seed)
+    model = pretrained.load(args.run, verify=not args.no_verify).to(devices.resolve_device(args.device))
+    generator = devices.generator(model.device, args.seed)
     classes = model.cfg.num_classes
     model.check_labels(args.class_label)  # --class: a clear error for an unconditional model or a bad label
     if args.per_class and not classes:
@@ -360,7 +375,7 @@ def cmd_sample(args) -> int:
         y, columns = torch.arange(classes).repeat_interleave(args.n), args.n  # one row of n images per class
     x = model.sample(args.n if columns is None else len(y), temperature=args.temperature, generator=generator,
                      method=args.method, progress=not args.quiet, y=y)
-    path = save_grid(x, model.levels, output, columns=columns)
+    path = save_grid(x.cpu(), model.levels, output, columns=columns)
     what = f"{args.n} samples of each of {classes} classes (one row per class)" if columns else f"{args.n} samples"
     print(f"wrote {what} to {path}")
     return 0
@@ -389,17 +404,19 @@ def add_complete(sub, shared: Shared) -> None:
 def cmd_complete(args) -> int:
     output = _writable(args.output, args.force, image=True)
     model, data = _model_and_data(args)
+    model.to(devices.resolve_device(args.device))
     originals = data.images[args.first:args.first + args.n].long()
     known = occlusion(args.occlude, model.image_shape)
     # Every original is completed k times in one batch: rows of the batch are (image, completion).
     batch = originals.repeat_interleave(args.samples, dim=0)
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = devices.generator(model.device, args.seed)
     y = None
     if model.cfg.num_classes and data.labels is not None:  # complete each image as its own class
         y = data.labels[args.first:args.first + args.n].repeat_interleave(args.samples)
     completions = model.complete(batch, known, temperature=args.temperature, generator=generator,
                                  progress=not args.quiet, y=y)
-    path = completion_panel(originals, known, completions.view(len(originals), args.samples, *model.image_shape),
+    path = completion_panel(originals, known,
+                            completions.cpu().view(len(originals), args.samples, *model.image_shape),
                             model.levels, output)
     print(f"wrote {len(originals)} x {args.samples} completions to {path}")
     return 0
@@ -429,6 +446,7 @@ def _load_images(args):
 
 
 def cmd_compress(args) -> int:
+    devices.cpu_only(args.device, "compress")
     out = _writable(args.output, args.force)
     model, images = _load_images(args)
     data = codec.encode(model, images, progress=not args.quiet)
@@ -450,6 +468,7 @@ def add_decompress(sub, shared: Shared) -> None:
 
 
 def cmd_decompress(args) -> int:
+    devices.cpu_only(args.device, "decompress")
     out = Path(args.output)
     if any(out.glob("image-*.png")) and not args.force:
         raise ConfigError(f"{out} already holds decompressed images; pass --force to overwrite them, or -o another "
@@ -484,6 +503,9 @@ def add_bench(sub, shared: Shared) -> None:
 
 
 def cmd_bench(args) -> int:
+    device = devices.resolve_device(args.device)
+    for precision in args.precision:
+        check_precision(precision, device)
     data = load_dataset(args.data, "train", args.data_dir)
     options = model_settings(args.model, _model_options(args))
     check_kernels(options, data.image_shape)
@@ -491,8 +513,9 @@ def cmd_bench(args) -> int:
     print(f"{'model':<18}{'batch':>6}{'precision':>10}{'images/s':>10}")
     for precision in args.precision:
         torch.manual_seed(0)
-        model = build_model(args.model, data.image_shape, data.levels, **options)
-        batches = [data.images[torch.randint(len(data), (args.batch_size,), generator=gen)].long() for _ in range(4)]
+        model = build_model(args.model, data.image_shape, data.levels, **options).to(device)
+        batches = [data.images[torch.randint(len(data), (args.batch_size,), generator=gen)].long().to(device)
+                   for _ in range(4)]
         result = train_speed(model, batches, precision, warmup=args.warmup, steps=args.steps)
         print(f"{args.model:<18}{args.batch_size:>6}{precision:>10}{result['images_per_s']:>10.1f}")
     return 0
@@ -567,14 +590,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except PixelRNNError as e:
-        sys.stderr.write(f"pixelrnn {args.command}: error: {e}\n")
+        sys.stderr.write(f"pixelrnn {args.command}: error: {e}{distributed.where()}\n")
         return 2
     except KeyboardInterrupt:
         # train handles Ctrl-C itself (it saves and says how to go on); this one came before or while saving.
         sys.stderr.write(f"pixelrnn {args.command}: interrupted; nothing new was written\n")
         return 130
-    except Exception:  # not the user's doing: a bug, shown in full so that it can be fixed
-        traceback.print_exc()
+    except Exception as e:
+        if distributed.launched():  # under torchrun: one line from the rank that failed; torchrun ends the others
+            sys.stderr.write(f"pixelrnn {args.command}: {distributed.describe_failure(e)}\n")
+            return 1
+        traceback.print_exc()  # not the user's doing: a bug, shown in full so that it can be fixed
         sys.stderr.write(f"pixelrnn {args.command}: internal error: this is a bug in pixelrnn {__version__}; please "
                          "report it with the command you ran and the traceback above\n")
         return 1

@@ -31,7 +31,7 @@ FROM_DATA = {"levels": "the data set's number of levels", "image_shape": "the da
 # The fields that `pixelrnn train` sets with a flag of their own (--batch-size sets batch_size); every other field
 # is set with --set FIELD=VALUE, as model options are.
 FLAG_FIELDS = ("model", "data", "data_dir", "image_size", "steps", "epochs", "batch_size", "precision", "optimizer",
-               "lr", "seed", "eval_every", "checkpoint_every")
+               "lr", "seed", "eval_every", "checkpoint_every", "grad_accum", "compile")
 
 
 def _named(field_name: str) -> str:
@@ -65,6 +65,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 20
     eval_batch_size: int = 256
+    grad_accum: int = 1  # micro-steps per optimizer step; batch_size is the global batch they (and the ranks) share
+    compile: bool = False  # run the training steps and validation through torch.compile
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -77,7 +79,7 @@ class TrainConfig:
                 raise ConfigError(f"{_named(name)} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         if self.steps is not None and self.epochs is not None:
             raise ConfigError("give either --steps or --epochs, not both")
-        for name in ("batch_size", "eval_batch_size", "log_every", "checkpoint_every", "steps"):
+        for name in ("batch_size", "eval_batch_size", "log_every", "checkpoint_every", "steps", "grad_accum"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{_named(name)} must be at least 1, e.g. {getattr(TrainConfig, name) or 1}, "

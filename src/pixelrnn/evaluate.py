@@ -13,6 +13,8 @@ import time
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
+from .devices import tf32, to_device
 from .distributions import nats_to_bits_per_dim
 from .errors import ConfigError
 from .precision import autocast
@@ -20,16 +22,21 @@ from .precision import autocast
 
 @torch.no_grad()
 def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 256,
-             precision: str = "fp32", progress: bool = False, desc: str = "evaluating") -> dict:
+             precision: str = "fp32", progress: bool = False, desc: str = "evaluating", compile: bool = False) -> dict:
     """Exact negative log-likelihood of ``images`` under ``model``.
 
+    Under torchrun every rank scores its own contiguous part of the images and the float64 sums are added over the
+    ranks, so every rank returns the figures of the whole set. TF32 is off: a reported likelihood does not depend
+    on the GPU.
+
     Args:
-        model: any registered model.
+        model: any registered model, on the device to evaluate on.
         images: uint8 or int64 [N, C, H, W]; every image is scored, the last partial batch included.
         labels: class labels [N] for class-conditional models (log p(x | y)); ignored by unconditional ones.
         batch_size: images per forward pass (affects speed only).
-        precision: "fp32" or "bf16" (autocast; the log-probabilities are summed in float64 either way).
-        progress: show a progress bar with the running bits/dim.
+        precision: "fp32", "bf16" or "fp16" (autocast; the log-probabilities are summed in float64 either way).
+        progress: show a progress bar with the running bits/dim (on rank 0 only).
+        compile: score with ``torch.compile(model.log_prob)``.
 
     Returns:
         {"bits_per_dim", "nats_per_image", "images", "seconds"}.
@@ -40,23 +47,31 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
         raise ConfigError("there are no images to evaluate; check --limit and the data set")
     was_training = model.training
     model.eval()
+    score = torch.compile(model.log_prob) if compile else model.log_prob
     total, count, start = 0.0, 0, time.perf_counter()
     dims = math.prod(images.shape[1:])
-    batches = tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", disable=None if progress else True,
-                   leave=False)  # disable=None: no bar without a terminal, as in a log file
+    part = distributed.shard(len(images))
+    images = images[part]
+    labels = None if labels is None else labels[part]
+    # disable=None: no bar without a terminal (a log file), and none but rank 0's under torchrun
+    batches = tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False,
+                   disable=None if progress and distributed.is_main() else True)
     try:
-        for first in batches:
-            x = images[first:first + batch_size].to(device=model.device, dtype=torch.long)
-            y = None
-            if labels is not None and model.cfg.num_classes:
-                y = labels[first:first + batch_size].to(model.device)
-            with autocast(precision, model.device):
-                logp = model.log_prob(x, y)
-            total -= logp.double().sum().item()
-            count += len(x)
-            batches.set_postfix(bpd=f"{nats_to_bits_per_dim(total / count, dims):.4f}")
+        with tf32(False):
+            for first in batches:
+                x = to_device(images[first:first + batch_size], model.device).long()
+                y = None
+                if labels is not None and model.cfg.num_classes:
+                    y = to_device(labels[first:first + batch_size], model.device)
+                with autocast(precision, model.device):
+                    logp = score(x, y)
+                total -= logp.double().sum().item()
+                count += len(x)
+                batches.set_postfix(bpd=f"{nats_to_bits_per_dim(total / count, dims):.4f}")
     finally:
         model.train(was_training)
+    total, count = distributed.sum_over_ranks(total, float(count))
+    count = int(count)
     nats = total / count
     return {"bits_per_dim": nats_to_bits_per_dim(nats, dims), "nats_per_image": nats, "images": count,
             "seconds": time.perf_counter() - start}

@@ -13,6 +13,10 @@ Resuming with another total (``--resume --steps N``) keeps the learning rate con
 reached, it moves linearly over ``warmup_steps`` to the rate that the schedule for the new total gives at that step,
 then follows that schedule. A finished cosine run (rate 0) so warms up again, and an unfinished one glides onto the
 stretched curve, without a jump either way.
+
+The same loop trains on one CPU, one GPU, or many processes under torchrun (see :mod:`pixelrnn.distributed`): the
+model is wrapped in DistributedDataParallel, each rank trains on its fixed slice of every global batch (and of each
+``grad_accum`` micro-step), and rank 0 alone writes checkpoints, metrics and the progress bar.
 """
 
 from __future__ import annotations
@@ -22,19 +26,22 @@ import io
 import math
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import TrainConfig, check_kernels
 from .data import load_dataset
+from .devices import resolve_device, tf32, to_device
 from .distributions import bits_per_dim
 from .errors import CheckpointError, ConfigError, write_atomic, writing
 from .evaluate import evaluate
 from .models import build_model
-from .precision import autocast
+from .precision import autocast, check_precision
 
 # A run expected to take longer than this says so, in one line, once its first steps have been timed.
 LONG_RUN_SECONDS = 600
@@ -148,7 +155,7 @@ def _check_run_dir(run: ckpt.RunFolder, config: TrainConfig, resume: bool) -> No
     before = TrainConfig.from_dict(run.read_config())
     # Only how long and how often may change on resume; anything else would be a different run.
     may_change = {"steps", "epochs", "eval_every", "eval_limit", "checkpoint_every", "log_every", "eval_batch_size",
-                  "data_dir"}
+                  "data_dir", "grad_accum", "compile"}
     changed = [k for k, v in config.to_dict().items() if k not in may_change and before.to_dict()[k] != v]
     if changed:
         raise ConfigError(f"{run.root} was trained with other values of {', '.join(changed)}; "
@@ -172,7 +179,8 @@ def estimate_line(seconds_per_step: float, steps_left: int) -> str:
 
 
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None, time_limit: float | None = None, verify: bool = True) -> dict:
+          stop_after: int | None = None, time_limit: float | None = None,
+          device: str | torch.device | None = None, verify: bool = True) -> dict:
     """Train a model as ``config`` says, in ``run_dir``.
 
     Args:
@@ -181,7 +189,10 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         resume: continue the run in ``run_dir`` from its latest checkpoint.
         progress: show a progress bar with live bits/dim and images/s.
         stop_after: stop (with a checkpoint) after this many steps of this call, as an interruption would.
-        time_limit: stop (with a checkpoint) after this many seconds of training in this call.
+        time_limit: stop (with a checkpoint) after this many seconds of training in this call (under torchrun,
+            all ranks stop at the step where the first of them reaches it).
+        device: where to train: "auto" (the default: CUDA when available), "cpu", "cuda", "cuda:N" or a
+            torch.device. Under torchrun every rank calls this with the same arguments.
         verify: check the resumed checkpoint's weights against their recorded sha256.
 
     Returns:
@@ -192,9 +203,14 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         run's newest checkpoint folder}.
     """
     run = ckpt.RunFolder(run_dir)
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    check_precision(config.precision, device)
+    distributed.check_split(config.batch_size, config.grad_accum, distributed.world_size())
+    main = distributed.is_main()
     _check_run_dir(run, config, resume)
-    train_data = load_dataset(config.data, "train", config.data_dir, image_size=config.image_size)
-    valid_data = load_dataset(config.data, "valid", config.data_dir, image_size=config.image_size)
+    with distributed.local_main_first():  # a first load downloads or decodes once per machine
+        train_data = load_dataset(config.data, "train", config.data_dir, image_size=config.image_size)
+        valid_data = load_dataset(config.data, "valid", config.data_dir, image_size=config.image_size)
     total_steps = config.total_steps(len(train_data))
     state = ckpt.load_trainer_state(run.root) if resume else None
     if resume and state is None:
@@ -213,17 +229,29 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     if conditional and (train_data.labels is None or train_data.num_classes != model.cfg.num_classes):
         raise ConfigError(f"a class-conditional model of {model.cfg.num_classes} classes needs labels of as many "
                           f"classes; {config.data} has {train_data.num_classes or 'no'} classes")
+    model.to(device)
     optimizer = make_optimizer(config, model.parameters())
     extended = _schedule_extension(state, total_steps, config.lr) if state else None
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps, extended))
     if state:
-        model.load_state_dict(ckpt.load_checkpoint(run.root, verify=verify).state_dict())
-        optimizer.load_state_dict(state["optimizer"])
+        model.load_state_dict(ckpt.load_checkpoint(run.root, verify=verify).state_dict())  # read on the CPU, copied to the device
+        optimizer.load_state_dict(state["optimizer"])  # moves its state to the parameters' device
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])
-    run.write_config(config.to_dict())
+    distributed.barrier()  # every rank has read the run folder before rank 0 writes to it
+    if main:
+        run.write_config(config.to_dict())
+    # What the steps run through: DDP averages the gradients over the ranks; torch.compile is optional.
+    net = model
+    if distributed.active():
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    if config.compile:
+        net = torch.compile(net)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
 
     def save() -> None:
+        if not main:
+            return
         state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step,
                  "torch_rng": torch.get_rng_state(), "total_steps": total_steps, "lr_extended": extended,
                  "seconds": training_time()}
@@ -235,71 +263,92 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     def validate(limit: int | None) -> dict:
         images = valid_data.images if limit is None else valid_data.images[:limit]
         labels = valid_data.labels if limit is None or valid_data.labels is None else valid_data.labels[:limit]
-        result = evaluate(model, images, labels, batch_size=config.eval_batch_size, precision=config.precision)
+        result = evaluate(model, images, labels, batch_size=config.eval_batch_size, precision=config.precision,
+                          compile=config.compile)
         result["step"] = step
-        log.write(step=step, split="valid", bits_per_dim=result["bits_per_dim"], images_per_s="", lr="",
-                  seconds=round(training_time(), 2), nats_per_image=result["nats_per_image"])
+        if main:
+            log.write(step=step, split="valid", bits_per_dim=result["bits_per_dim"], images_per_s="", lr="",
+                      seconds=round(training_time(), 2), nats_per_image=result["nats_per_image"])
         return result
 
-    log = MetricsLog(run, step)
-    trained_before = max((state or {}).get("seconds", 0.0), log.seconds)  # training time goes on across resumes
+    log = MetricsLog(run, step) if main else None
+    # training time goes on across resumes
+    trained_before = max((state or {}).get("seconds", 0.0), log.seconds if log else 0.0)
     dims = math.prod(model.image_shape)  # bits/dim to nats per image: times C*H*W*ln 2
     model.train()
     start = time.perf_counter()
     first_step = step
-    # disable=None: no bar without a terminal (a log file or CI), where every redraw would be a line of its own.
-    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=None if progress else True)
+    # disable=None: no bar without a terminal (a log file or CI), where every redraw would be a line of its own;
+    # under torchrun, rank 0's bar only.
+    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step",
+               disable=None if progress and main else True)
     try:
         window_start, window_images = time.perf_counter(), 0
         while step < total_steps:
+            distributed.fault_hook(step)
+            # The global batch of this step, as in a single process; this rank's slice of each micro-step.
             index = batch_indices(step, len(train_data), config.batch_size, config.seed)
-            x = train_data.images[index].long()
-            y = train_data.labels[index] if conditional else None
-            with autocast(config.precision):
-                logits = model(x, y)
-            loss = bits_per_dim(logits.float(), x)
+            micro = distributed.micro_batches(index, config.grad_accum)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            loss_sum = 0.0
+            with tf32(True):  # training steps only: every reported likelihood runs without TF32
+                for k, part in enumerate(micro):
+                    x = to_device(train_data.images[part], device).long()
+                    y = to_device(train_data.labels[part], device) if conditional else None
+                    # DDP averages over the ranks; dividing by the micro-steps makes the sum the global mean.
+                    sync = k == len(micro) - 1 or not distributed.active()
+                    with nullcontext() if sync else net.no_sync():
+                        with autocast(config.precision, device):
+                            logits = net(x, y)
+                        loss = bits_per_dim(logits.float(), x) / len(micro)
+                        scaler.scale(loss).backward()
+                    loss_sum += loss.detach()
+                if config.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
             schedule.step()
             step += 1
-            window_images += len(x)
-            result["train_bits_per_dim"] = loss.item()
-            result["train_nats_per_image"] = loss.item() * dims * math.log(2)
+            window_images += config.batch_size
+            train_bpd = distributed.sum_over_ranks(float(loss_sum))[0] / distributed.world_size()
+            result["train_bits_per_dim"] = train_bpd
+            result["train_nats_per_image"] = train_bpd * dims * math.log(2)
             bar.update(1)
             if step - first_step == 1:
                 timed_from = time.perf_counter()  # the first step pays one-off costs; time the ones after it
             if step - first_step == 1 + TIMED_STEPS:
                 per_step = (time.perf_counter() - timed_from) / TIMED_STEPS
-                if per_step * (total_steps - step) >= LONG_RUN_SECONDS:
+                if main and per_step * (total_steps - step) >= LONG_RUN_SECONDS:
                     bar.write(estimate_line(per_step, total_steps - step))
             if step % config.log_every == 0 or step == total_steps:
                 result["images_per_s"] = window_images / (time.perf_counter() - window_start)
                 bar.set_postfix(bpd=f"{result['train_bits_per_dim']:.4f}", img_s=f"{result['images_per_s']:.1f}")
-                log.write(step=step, split="train", bits_per_dim=result["train_bits_per_dim"],
-                          images_per_s=round(result["images_per_s"], 2), lr=schedule.get_last_lr()[0],
-                          seconds=round(training_time(), 2),
-                          nats_per_image=result["train_nats_per_image"])
+                if main:
+                    log.write(step=step, split="train", bits_per_dim=result["train_bits_per_dim"],
+                              images_per_s=round(result["images_per_s"], 2), lr=schedule.get_last_lr()[0],
+                              seconds=round(training_time(), 2),
+                              nats_per_image=result["train_nats_per_image"])
                 window_start, window_images = time.perf_counter(), 0
             if config.eval_every and step % config.eval_every == 0 and step < total_steps:
                 result["valid"] = validate(config.eval_limit)
                 nats = f", {result['valid']['nats_per_image']:.2f} nats/image" if model.levels == 2 else ""
-                bar.write(f"step {step}: valid bits/dim {result['valid']['bits_per_dim']:.4f}{nats} "
-                          f"(first {result['valid']['images']} images)")
+                if main:
+                    bar.write(f"step {step}: valid bits/dim {result['valid']['bits_per_dim']:.4f}{nats} "
+                              f"(first {result['valid']['images']} images)")
             if step % config.checkpoint_every == 0:
                 save()
             if stop_after is not None and step - first_step >= stop_after:
                 result["stopped"] = "stop_after"
                 break
-            if time_limit is not None and time.perf_counter() - start >= time_limit:
+            if time_limit is not None and distributed.any_rank(time.perf_counter() - start >= time_limit):
                 result["stopped"] = "time limit"
                 break
         else:
             result["stopped"] = "finished"
         if result["checkpoint"] is None or result["checkpoint"].name != run.step(step).name:
             save()
+        distributed.check_replicas(model)
         if step >= total_steps:
             result["valid"] = validate(None)
     except KeyboardInterrupt:
@@ -307,7 +356,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         result["stopped"] = "interrupted"
     finally:
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
     if result["images_per_s"] is None and step > first_step:  # stopped before the first log step
         result["images_per_s"] = (step - first_step) * config.batch_size / (time.perf_counter() - start)
     result["step"] = step

@@ -1,0 +1,88 @@
+"""Devices: which one to run on, how batches get there, and which numerics each kind of work may use.
+
+A command takes ``--device auto|cpu|cuda|cuda:N``; ``auto`` is CUDA when it is available. Checkpoints are
+device-free: they are always read onto the CPU and then moved (see :mod:`pixelrnn.checkpoint`).
+
+Numerics: training steps may use TF32 matrix products on CUDA (faster, and the optimizer does not notice), but
+every likelihood that is reported, validation inside training included, runs with TF32 off, so a figure does not
+depend on the GPU generation. Precisions and autocast live in :mod:`pixelrnn.precision` (fp16 is CUDA-only).
+
+Random draws use a generator on the model's device, so the same seed need not give the same images on a CPU and on
+a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import torch
+
+from .errors import ConfigError
+
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """The torch.device for a ``--device`` value.
+
+    Under torchrun, ``cuda`` (and ``auto`` on a machine with GPUs) means this process's own GPU, ``cuda:LOCAL_RANK``.
+
+    Raises:
+        ConfigError: for an unknown name, or CUDA asked for where there is none.
+    """
+    name = "auto" if name is None else str(name)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: this machine has no CUDA GPU that torch can use; "
+                              f"use --device cpu (or auto)")
+        if name == "cuda":
+            index = int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))
+        else:
+            try:
+                index = int(name[5:])
+            except ValueError:
+                raise ConfigError(f"--device {name}: expected {DEVICE_CHOICES}") from None
+        if not 0 <= index < torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s), "
+                              f"numbered 0 to {torch.cuda.device_count() - 1}")
+        return torch.device("cuda", index)
+    raise ConfigError(f"--device {name}: expected {DEVICE_CHOICES}")
+
+
+def cpu_only(name: str | None, command: str) -> torch.device:
+    """The CPU, for commands whose results must not depend on the device (the codec); refuses CUDA with why."""
+    if name in (None, "auto", "cpu"):
+        return torch.device("cpu")
+    if name == "cuda" or str(name).startswith("cuda:"):
+        raise ConfigError(f"{command} runs on the CPU only: its probabilities must be bit-identical wherever the file "
+                          f"is decoded, and GPU arithmetic is not; drop --device {name}")
+    raise ConfigError(f"--device {name}: expected {DEVICE_CHOICES}")
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move a batch to ``device``: through pinned memory and without blocking when the device is a GPU."""
+    if device.type != "cuda":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
+
+
+@contextmanager
+def tf32(enabled: bool):
+    """Allow (or forbid) TF32 matrix products and convolutions on CUDA inside the block; restores the old setting."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def generator(device: torch.device, seed: int) -> torch.Generator:
+    """A random generator on ``device`` (draws on a GPU need a GPU generator), seeded."""
+    return torch.Generator(device=device).manual_seed(seed)

@@ -1,0 +1,188 @@
+"""DDP under torchrun on the CPU: gloo on 127.0.0.1, one thread per rank, every subprocess bounded in time.
+
+The reference for everything is one process training on the same global batches: two ranks, two "nodes",
+gradient accumulation and a resume after a crash must all give its weights.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import pixelrnn
+from pixelrnn import distributed
+from pixelrnn.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
+from pixelrnn.cli import main as cli_main
+from pixelrnn.config import TrainConfig, preset
+from pixelrnn.errors import ConfigError
+from pixelrnn.train import train
+
+SRC = str(Path(pixelrnn.__file__).resolve().parents[1])
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+TIMEOUT = 180  # seconds for any one job; the process group times out well before
+STEPS = 20
+TRAIN_FLAGS = ["train", "--preset", "tiny", "--steps", str(STEPS), "--checkpoint-every", "5", "--eval-every", "10",
+               "--quiet", "--device", "cpu"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "PIXELRNN_DIST_TIMEOUT": "60"}
+
+
+def torchrun(*args, nproc=2, extra_env=None, check=True, node_flags=None) -> subprocess.CompletedProcess:
+    """Run ``pixelrnn ARGS`` under torchrun on 127.0.0.1 with ``nproc`` processes."""
+    launch = node_flags or ["--nnodes", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{free_port()}"]
+    command = [*TORCHRUN, *launch, "--nproc_per_node", str(nproc), "--max_restarts", "0", "-m", "pixelrnn", *args]
+    result = subprocess.run(command, env={**env(), **(extra_env or {})}, capture_output=True, text=True,
+                            timeout=TIMEOUT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"torchrun failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+def tiny_config(**changes) -> TrainConfig:
+    return TrainConfig.from_dict({**preset("tiny"), "steps": STEPS, "checkpoint_every": 5, "eval_every": 10,
+                                  **changes})
+
+
+def weights(run) -> dict:
+    return load_checkpoint(run).state_dict()
+
+
+def assert_close(a: dict, b: dict, tol: float) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=tol, atol=tol, msg=k)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """One process, global batch 16, 20 steps: the reference."""
+    run = tmp_path_factory.mktemp("single")
+    train(tiny_config(), run, progress=False, device="cpu")
+    return run
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """The README's command: two processes, global batch 16 (8 per rank), 20 steps."""
+    run = tmp_path_factory.mktemp("two") / "run"
+    command = [*TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "pixelrnn", *TRAIN_FLAGS, "--out", str(run)]
+    result = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run
+
+
+def test_two_ranks_train_like_one_process(single, two_ranks):
+    """2 ranks x 8 images = 1 process x 16 images, to 1e-5; the ranks' weights are checked bitwise equal at the end
+    of training (distributed.check_replicas), and rank 0 alone wrote the run."""
+    assert load_trainer_state(two_ranks)["step"] == STEPS
+    assert_close(weights(two_ranks), weights(single), 1e-5)
+    rows = (two_ranks / "metrics.csv").read_text().splitlines()
+    assert len([r for r in rows if ",train," in r]) == 1  # log_every 20: one row, from one writer
+    valid = [r.split(",") for r in rows if ",valid," in r]  # at step 10 (200 images split over the ranks) and 20
+    assert [int(r[0]) for r in valid] == [10, 20]
+    single_valid = [r.split(",") for r in (single / "metrics.csv").read_text().splitlines() if ",valid," in r]
+    for a, b in zip(valid, single_valid):
+        assert float(a[2]) == pytest.approx(float(b[2]), rel=1e-5)
+
+
+def test_a_failing_rank_ends_the_job_and_the_run_resumes_exactly(tmp_path, two_ranks, single):
+    """Rank 1 raises at step 12: the job ends within the timeout with one line from that rank. The checkpoint of
+    step 10 resumes under torchrun to the weights of the uninterrupted run, and in one process (another number of
+    ranks, the global batch still divides) to the same weights to 1e-5; where it does not divide, one clear line."""
+    run = tmp_path / "run"
+    start = time.perf_counter()
+    result = torchrun(*TRAIN_FLAGS, "--out", str(run), extra_env={distributed.FAIL_ENV: "1:12"}, check=False)
+    assert result.returncode != 0
+    assert time.perf_counter() - start < 90
+    lines = [line for line in result.stderr.splitlines() if line.startswith("pixelrnn train: failed")]
+    assert lines == ["pixelrnn train: failed (rank 1 of 2): RuntimeError: test failure injected at step 12 "
+                     f"({distributed.FAIL_ENV}=1:12)"]
+    assert load_trainer_state(run)["step"] == 10
+    shutil.copytree(run, tmp_path / "copy")
+
+    torchrun(*TRAIN_FLAGS, "--out", str(run), "--resume")
+    a, b = weights(run), weights(two_ranks)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    train(tiny_config(), tmp_path / "copy", resume=True, progress=False, device="cpu")
+    assert_close(weights(tmp_path / "copy"), weights(single), 1e-5)
+    with pytest.raises(ConfigError, match="does not split into 1 rank"):
+        train(tiny_config(steps=25, grad_accum=3), tmp_path / "copy", resume=True, progress=False, device="cpu")
+
+
+def test_grad_accumulation_matches_one_big_step(tmp_path):
+    config = tiny_config(steps=6)
+    train(config, tmp_path / "one", progress=False, device="cpu")
+    train(config.replace(grad_accum=2), tmp_path / "two", progress=False, device="cpu")
+    assert_close(weights(tmp_path / "two"), weights(tmp_path / "one"), 1e-5)
+
+
+def test_evaluate_on_two_ranks_matches_one_process(tmp_path, two_ranks):
+    """101 test images split 50 + 51 over the ranks: the same figures as one process, from the JSON written, for a
+    float64 model (to 1e-9) and a float32 one (to 1e-6). One torchrun job runs both commands in one process group."""
+    jobs = []
+    for dtype, rel in ((torch.float64, 1e-9), (torch.float32, 1e-6)):
+        name = str(dtype).split(".")[-1]
+        checkpoint = save_checkpoint(tmp_path / name, load_checkpoint(two_ranks).to(dtype),
+                                     extra_config={"train": {"data": "digits"}})
+        flags = ["evaluate", str(checkpoint), "--limit", "101", "--batch-size", "16", "--quiet", "--device", "cpu"]
+        assert cli_main([*flags, "--json", str(tmp_path / f"{name}-one.json")]) == 0
+        jobs.append([*flags, "--json", str(tmp_path / f"{name}-two.json")])
+    script = tmp_path / "evaluate_both.py"
+    script.write_text("import sys\nfrom pixelrnn import distributed\nfrom pixelrnn.cli import main\n"
+                      "with distributed.session('cpu'):  # the commands join this process group\n"
+                      f"    sys.exit(max(main(flags) for flags in {jobs!r}))\n")
+    launch = ["--nnodes", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{free_port()}"]
+    result = subprocess.run([*TORCHRUN, *launch, "--nproc_per_node", "2", "--max_restarts", "0", str(script)],
+                            env=env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for dtype, rel in (("float64", 1e-9), ("float32", 1e-6)):
+        one, two = (json.loads((tmp_path / f"{dtype}-{n}.json").read_text()) for n in ("one", "two"))
+        assert one["images"] == two["images"] == 101
+        assert two["bits_per_dim"] == pytest.approx(one["bits_per_dim"], rel=rel)
+        assert two["nats_per_image"] == pytest.approx(one["nats_per_image"], rel=rel)
+
+
+def test_two_nodes_train_like_one_process(tmp_path, single):
+    """Two torchrun "nodes" of one process each on 127.0.0.1 meet at a c10d rendezvous and train like one process."""
+    run = tmp_path / "run"
+    port = free_port()
+    jobs = []
+    for node in range(2):
+        node_flags = ["--nnodes", "2", "--node_rank", str(node), "--rdzv_backend", "c10d",
+                      "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "pixelrnn-test"]
+        command = [*TORCHRUN, *node_flags, "--nproc_per_node", "1", "--max_restarts", "0", "-m", "pixelrnn",
+                   *TRAIN_FLAGS, "--out", str(run)]
+        jobs.append(subprocess.Popen(command, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [job.communicate(timeout=TIMEOUT) for job in jobs]
+    finally:
+        for job in jobs:
+            if job.poll() is None:
+                job.kill()
+                job.wait()
+    assert [job.returncode for job in jobs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert_close(weights(run), weights(single), 1e-5)
+
+
+def test_micro_batches_and_shards_cover_everything_once():
+    index = torch.arange(16)
+    assert [m.tolist() for m in distributed.micro_batches(index, 2)] == [list(range(8)), list(range(8, 16))]
+    assert distributed.shard(7) == slice(0, 7)
+    with pytest.raises(ConfigError, match="does not split"):
+        distributed.check_split(16, 3, 2)
