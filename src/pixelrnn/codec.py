@@ -34,6 +34,7 @@ import math
 from contextlib import contextmanager
 from typing import NamedTuple
 
+import constriction
 import numpy as np
 import torch
 
@@ -163,8 +164,6 @@ def encode(model, images: torch.Tensor, progress: bool = False) -> bytes:
     Returns:
         The file's bytes.
     """
-    import constriction
-
     images = _check_images(model, images.cpu())
     model = model.eval()
     encoder = constriction.stream.queue.RangeEncoder()
@@ -263,8 +262,6 @@ def decode(model, data: bytes, progress: bool = False) -> torch.Tensor:
     Raises:
         CodecError: the file is damaged, invalid, of another version or model, or decodes to other images.
     """
-    import constriction
-
     header = read_header(data)
     if header.model != bytes.fromhex(fingerprint(model))[:DIGEST]:
         raise CodecError("the file was compressed with another model (its fingerprint differs); decode it with "
