@@ -5,6 +5,7 @@ import torch
 
 from PIL import Image
 
+from pixelrnn import generate
 from pixelrnn.errors import PixelRNNError
 from pixelrnn.occlusion import occlusion
 from helpers import stepwise_logits, tiny_model
@@ -101,3 +102,31 @@ def test_one_label_or_one_per_image(model_name):
     with pytest.raises(PixelRNNError, match="one per image"):
         model.sample(3, y=torch.tensor([0, 1]))
     assert model.sample(3, y=1).shape == (3, 1, 2, 2)
+
+
+def test_step_wise_walk_runs_small_steps_on_one_thread_and_restores_the_setting():
+    """Small per-step products run on one thread (they only wait on a busy machine); the caller's setting returns,
+    also when the walk fails."""
+    model = tiny_model("pixelcnn", (1, 2, 2), 4)
+    x = torch.zeros(2, 1, 2, 2, dtype=torch.long)
+    seen = []
+
+    def choose(c, i, j, logits):
+        seen.append(torch.get_num_threads())
+        return logits.argmax(-1)
+
+    def fail(c, i, j, logits):
+        raise KeyboardInterrupt
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert generate.step_threads(model, len(x)) == 1
+        generate.walk(model, x, lambda c, i, j: True, choose)
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+        with pytest.raises(KeyboardInterrupt):
+            generate.walk(model, x, lambda c, i, j: True, fail)
+        assert torch.get_num_threads() == 2
+        assert generate.step_threads(model, 10**9) == 2  # large steps keep the caller's threads
+    finally:
+        torch.set_num_threads(before)

@@ -102,7 +102,9 @@ def test_diagonal_bilstm_model_sees_the_whole_context(image_shape):
     lambda **kw: DiagonalBiLSTMLayer(hidden=6, colours=ColourGroups(3, "contiguous"), **kw),
     lambda **kw: RowLSTMLayer(hidden=6, kernel=3, colours=ColourGroups(3, "interleaved"), **kw),
     lambda **kw: DiagonalBiLSTMLayer(hidden=5, colours=ColourGroups(3, "interleaved"), **kw),
-], ids=["row_lstm", "row_lstm_k5", "diagonal_bilstm", "row_lstm_rgb_interleaved", "diagonal_bilstm_rgb_interleaved"])
+    lambda **kw: DiagonalBiLSTMLayer(hidden=4, colours=ColourGroups(1, "interleaved"), **kw),
+], ids=["row_lstm", "row_lstm_k5", "diagonal_bilstm", "row_lstm_rgb_interleaved", "diagonal_bilstm_rgb_interleaved",
+        "diagonal_bilstm_grey"])
 @pytest.mark.parametrize("shape", [(2, 5, 3), (3, 4, 6), (1, 1, 1)])
 @pytest.mark.parametrize("learn_initial_state", [True, False])
 def test_fast_path_equals_reference(make_layer, shape, learn_initial_state):

@@ -98,8 +98,9 @@ class DiagonalScan(torch.autograd.Function):
     image cells are computed. The backward pass walks the diagonals in reverse (backpropagation through time) and
     writes each gradient once, instead of autograd's one full-size zero tensor per step.
 
-    The matrix products run in the dtype of ``gates_in`` (bfloat16 under autocast); the LSTM cell, its state and
-    the gradients of the recurrence run in the dtype of ``weight`` (the parameters').
+    The matrix products run in the dtype of ``gates_in`` (bfloat16 under autocast), and the h buffer is kept in it;
+    the LSTM cell, its c state, the output states and the gradients of the recurrence run in the dtype of ``weight``
+    (the parameters'). The weight's gradient is one product over all cells after the walk.
     """
 
     @staticmethod
@@ -115,63 +116,65 @@ class DiagonalScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gates_in: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
         _, height, width, b, four_h = gates_in.shape
-        hid, dtype = four_h // len(GATES), weight.dtype
+        hid, dtype, mm_dtype = four_h // len(GATES), weight.dtype, gates_in.dtype
         with torch.autocast(gates_in.device.type, enabled=False):
             gates_flat = gates_in.reshape(2, height * width, b, four_h)
-            weight_mm = weight.to(gates_in.dtype)
-            # Padded state buffers: row 0 and column 0 hold the initial states (the rest is overwritten).
+            weight_mm = weight.to(mm_dtype)
+            # Padded state buffers: row 0 and column 0 hold the initial states (the rest is overwritten). The states
+            # are kept as the products read them, in their dtype: each h is cast once, not once per neighbour.
             padded = (2, (height + 1) * (width + 1), b, hid)
-            hs = h0.to(dtype)[:, None, None].expand(padded).contiguous()
+            hs = h0.to(mm_dtype)[:, None, None].expand(padded).contiguous()
             cs = c0.to(dtype)[:, None, None].expand(padded).contiguous()
             acts = gates_in.new_empty(2, height * width, b, four_h, dtype=dtype)  # o, f, i, g after activation
+            states = gates_in.new_empty(2, height * width, b, hid, dtype=dtype)  # the output, in the cell's dtype
             step = width  # in the padded buffer, consecutive cells of a diagonal are W apart
             for n, flat, start, stop in DiagonalScan._diagonals(height, width):
                 cells = slice(start, stop, step)
                 above, left = slice(start - width - 1, stop - width - 1, step), slice(start - 1, stop - 1, step)
                 neighbours = torch.cat([hs[:, above], hs[:, left]], dim=3).view(2, n * b, 2 * hid)
-                gates = torch.baddbmm(gates_flat[:, flat].reshape(2, n * b, four_h), neighbours.to(weight_mm.dtype),
-                                      weight_mm).to(dtype)
-                h, c, act = lstm_step(gates, cs[:, left].reshape(2, n * b, hid), dim=2)  # (2, n*B, h or 4h)
-                hs[:, cells] = h.view(2, n, b, hid)
-                cs[:, cells] = c.view(2, n, b, hid)
-                acts[:, flat] = act.view(2, n, b, four_h)
+                gates = torch.baddbmm(gates_flat[:, flat].reshape(2, n * b, four_h), neighbours, weight_mm).to(dtype)
+                # The cell on (2, n, B, .) views of the buffers: no gathered copies, activations written in place.
+                h, c, _ = lstm_step(gates.view(2, n, b, four_h), cs[:, left], dim=3, acts=acts[:, flat])
+                states[:, flat] = h  # (2, n, B, h)
+                hs[:, cells] = h
+                cs[:, cells] = c
         ctx.save_for_backward(hs, cs, acts, weight)
-        ctx.height, ctx.width, ctx.matmul_dtype = height, width, gates_in.dtype
-        return hs.view(2, height + 1, width + 1, b, hid)[:, 1:, 1:].contiguous()
+        ctx.height, ctx.width = height, width
+        return states.view(2, height, width, b, hid)
 
     @staticmethod
     def backward(ctx, grad_states: torch.Tensor):
         hs, cs, acts, weight = ctx.saved_tensors
-        height, width, mm_dtype = ctx.height, ctx.width, ctx.matmul_dtype
+        height, width, mm_dtype = ctx.height, ctx.width, hs.dtype
         b, hid, dtype = hs.shape[2], hs.shape[3], weight.dtype
         with torch.autocast(grad_states.device.type, enabled=False):
             weight_t = weight.transpose(1, 2).to(mm_dtype)
-            grad_h = torch.zeros_like(hs)  # accumulates dL/dh per cell: from the output and from later diagonals
+            grad_h = torch.zeros_like(cs)  # accumulates dL/dh per cell: from the output and from later diagonals
             grad_h.view(2, height + 1, width + 1, b, hid)[:, 1:, 1:] = grad_states
             grad_c = torch.zeros_like(cs)
-            grad_gates = hs.new_empty(2, height * width, b, 4 * hid, dtype=mm_dtype)
-            grad_weight = torch.zeros_like(weight)
+            grad_gates = hs.new_empty(2, height * width, b, 4 * hid)  # pre-activation, in the products' dtype
             step = width
             for n, flat, start, stop in reversed(list(DiagonalScan._diagonals(height, width))):
                 cells = slice(start, stop, step)
                 above, left = slice(start - width - 1, stop - width - 1, step), slice(start - 1, stop - 1, step)
-                d_gates, grad_c_left = lstm_backward(
-                    acts[:, flat].reshape(2, n * b, 4 * hid), cs[:, left].reshape(2, n * b, hid),
-                    cs[:, cells].reshape(2, n * b, hid), grad_h[:, cells].reshape(2, n * b, hid),
-                    grad_c[:, cells].reshape(2, n * b, hid), dim=2)
-                d_gates = d_gates.to(mm_dtype)  # (2, n*B, 4h), pre-activation
-                grad_c[:, left] += grad_c_left.view(2, n, b, hid)
-                grad_gates[:, flat] = d_gates.view(2, n, b, 4 * hid)
-                neighbours = torch.cat([hs[:, above], hs[:, left]], dim=3).view(2, n * b, 2 * hid).to(mm_dtype)
-                grad_weight += torch.bmm(neighbours.transpose(1, 2), d_gates).to(dtype)
+                # The cell's gradient on (2, n, B, .) views, written straight into grad_gates (the products' dtype).
+                _, grad_c_left = lstm_backward(acts[:, flat], cs[:, left], cs[:, cells], grad_h[:, cells],
+                                               grad_c[:, cells], dim=3, out=grad_gates[:, flat])
+                grad_c[:, left] += grad_c_left
+                d_gates = grad_gates[:, flat].reshape(2, n * b, 4 * hid)  # as the product reads it
                 d_neighbours = torch.bmm(d_gates, weight_t).to(dtype).view(2, n, b, 2 * hid)
                 grad_h[:, above] += d_neighbours[..., :hid]
                 grad_h[:, left] += d_neighbours[..., hid:]
+            # The weight's gradient over every cell at once, one product per direction instead of one per diagonal:
+            # cell (r, c) of the padded grid reads [state above, state left] = grid (r - 1, c), (r, c - 1).
+            grid = hs.view(2, height + 1, width + 1, b, hid)
+            neighbours = torch.cat([grid[:, :-1, 1:], grid[:, 1:, :-1]], dim=4).view(2, height * width * b, 2 * hid)
+            grad_weight = torch.bmm(neighbours.transpose(1, 2), grad_gates.view(2, height * width * b, 4 * hid))
             # The border (row 0 and column 0; their corner is never read) holds the initial states.
             grid_h = grad_h.view(2, height + 1, width + 1, b, hid)
             grad_h0 = grid_h[:, 0].sum((1, 2)) + grid_h[:, 1:, 0].sum((1, 2))
             grad_c0 = grad_c.view(2, height + 1, width + 1, b, hid)[:, 1:, 0].sum((1, 2))
-        return grad_gates.view(2, height, width, b, 4 * hid), grad_weight, grad_h0, grad_c0
+        return grad_gates.view(2, height, width, b, 4 * hid), grad_weight.to(dtype), grad_h0, grad_c0
 
 
 class DiagonalBiLSTMLayer(nn.Module):

@@ -50,55 +50,57 @@ class RowScan(torch.autograd.Function):
     initial states ``h0``, ``c0`` (h,). Output: the states (H, B, W, h). States live in a buffer with the initial
     row on top and k // 2 zero columns on each side (the convolution's padding), so each row's neighbourhoods are
     one unfold of the row above. The
-    matrix products run in the dtype of ``gates_in`` (bfloat16 under autocast); the LSTM cell and its gradients in
-    the dtype of ``weight``.
+    matrix products run in the dtype of ``gates_in`` (bfloat16 under autocast), and the buffer is kept in it; the LSTM
+    cell, the output states and the gradients of the recurrence in the dtype of ``weight``. The backward pass walks
+    the rows in reverse and takes the weight's gradient in one product over all rows after the walk.
     """
 
     @staticmethod
     def forward(ctx, gates_in: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
                 kernel: int) -> torch.Tensor:
         height, b, width, four_h = gates_in.shape
-        hid, pad, dtype = four_h // len(GATES), kernel // 2, weight.dtype
+        hid, pad, dtype, mm_dtype = four_h // len(GATES), kernel // 2, weight.dtype, gates_in.dtype
         with torch.autocast(gates_in.device.type, enabled=False):
-            weight_mm = weight.to(gates_in.dtype)
-            hs = gates_in.new_zeros(height + 1, b, width + 2 * pad, hid, dtype=dtype)
-            cs = gates_in.new_zeros(height + 1, b * width, hid, dtype=dtype)
+            weight_mm = weight.to(mm_dtype)
+            # The states as the products read them, in their dtype: each h is cast once, not once per tap.
+            hs = gates_in.new_zeros(height + 1, b, width + 2 * pad, hid)
+            cs = gates_in.new_empty(height + 1, b * width, hid, dtype=dtype)
             acts = gates_in.new_empty(height, b * width, four_h, dtype=dtype)  # o, f, i, g after activation
-            hs[0, :, pad:pad + width] = h0.to(dtype)  # the initial row, broadcast along it (not into the padding)
-            cs[0] = c0.to(dtype)
+            states = gates_in.new_empty(height, b, width, hid, dtype=dtype)  # the output, in the cell's dtype
+            hs[0, :, pad:pad + width] = h0  # the initial row, broadcast along it (not into the padding)
+            cs[0] = c0
             for r in range(height):
                 neighbours = hs[r].unfold(1, kernel, 1).reshape(b * width, hid * kernel)  # (BW, h*k)
-                gates = torch.addmm(gates_in[r].view(b * width, four_h), neighbours.to(weight_mm.dtype),
-                                    weight_mm).to(dtype)
-                h, cs[r + 1], acts[r] = lstm_step(gates, cs[r], dim=1)  # (BW, h), (BW, h), (BW, 4h)
-                hs[r + 1, :, pad:pad + width] = h.view(b, width, hid)
+                gates = torch.addmm(gates_in[r].view(b * width, four_h), neighbours, weight_mm).to(dtype)
+                h, cs[r + 1], _ = lstm_step(gates, cs[r], dim=1, acts=acts[r])  # (BW, h), (BW, h), (BW, 4h)
+                states[r] = h.view(b, width, hid)
+                hs[r + 1, :, pad:pad + width] = states[r]
         ctx.save_for_backward(hs, cs, acts, weight)
-        ctx.kernel, ctx.matmul_dtype = kernel, gates_in.dtype
-        return hs[1:, :, pad:pad + width].contiguous()
+        ctx.kernel = kernel
+        return states
 
     @staticmethod
     def backward(ctx, grad_states: torch.Tensor):
         hs, cs, acts, weight = ctx.saved_tensors
-        kernel, mm_dtype = ctx.kernel, ctx.matmul_dtype
+        kernel, mm_dtype = ctx.kernel, hs.dtype
         height, b, width, hid = grad_states.shape
         pad, dtype = kernel // 2, weight.dtype
         with torch.autocast(grad_states.device.type, enabled=False):
             weight_t = weight.t().to(mm_dtype)
-            grad_h = torch.zeros_like(hs)  # dL/dh per row: from the output and from the row below
+            grad_h = grad_states.new_zeros(hs.shape, dtype=dtype)  # dL/dh per row: from the output, the row below
             grad_h[1:, :, pad:pad + width] = grad_states
             grad_c = torch.zeros_like(cs[0])
-            grad_gates = hs.new_empty(height, b, width, len(GATES) * hid, dtype=mm_dtype)
-            grad_weight = torch.zeros_like(weight)
+            grad_gates = hs.new_empty(height, b, width, len(GATES) * hid)  # (H, B, W, 4h), pre-activation
             for r in reversed(range(height)):
                 dh = grad_h[r + 1, :, pad:pad + width].reshape(b * width, hid)
-                d_gates, grad_c = lstm_backward(acts[r], cs[r], cs[r + 1], dh, grad_c, dim=1)
-                d_gates = d_gates.to(mm_dtype)  # (BW, 4h), pre-activation
-                grad_gates[r] = d_gates.view(b, width, 4 * hid)
-                neighbours = hs[r].unfold(1, kernel, 1).reshape(b * width, hid * kernel).to(mm_dtype)
-                grad_weight += (neighbours.t() @ d_gates).to(dtype)
+                d_gates = grad_gates[r].view(b * width, 4 * hid)  # (BW, 4h), written by lstm_backward
+                _, grad_c = lstm_backward(acts[r], cs[r], cs[r + 1], dh, grad_c, dim=1, out=d_gates)
                 d_neighbours = (d_gates @ weight_t).to(dtype).view(b, width, hid, kernel)
                 for tap in range(kernel):  # the adjoint of unfold: each tap back onto its column
                     grad_h[r, :, tap:tap + width] += d_neighbours[..., tap]
+            # The weight's gradient over every row at once: one large product instead of one per row.
+            neighbours = hs[:-1].unfold(2, kernel, 1).reshape(height * b * width, hid * kernel)  # (HBW, h*k)
+            grad_weight = (neighbours.t() @ grad_gates.view(height * b * width, 4 * hid)).to(dtype)
             # The initial row feeds every pixel of the first row: its gradient is the sum over them.
             grad_h0 = grad_h[0, :, pad:pad + width].sum((0, 1))
             grad_c0 = grad_c.sum(0)
