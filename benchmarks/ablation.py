@@ -177,8 +177,8 @@ def table(judged: list[dict], bits: dict[str, float], labels: dict[str, str], fi
         spread = f"{j['spread']:.4f}" if j["spread"] is not None else "pending"
         lines.append(f"| {f.title} | {'; '.join(shown)} | {margin} | {spread} | {j['verdict']} |")
     lines.append("")
-    lines.append("Bits/dim at seed 0 / seed 1; margin: the worse contender's bits/dim minus the better one's (positive: "
-                 "as the paper); seed spread: the largest seed-0 to seed-1 change of the closest pair's two "
+    lines.append("Bits/dim at seed 0 / seed 1; margin: the worse contender's bits/dim minus the better one's "
+                 "(positive: as the paper); seed spread: the largest seed-0 to seed-1 change of the closest pair's two "
                  "contenders.")
     lines += [f"Note: {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -237,7 +237,8 @@ def run_checkpoint(name: str, run: str, step: int) -> Path:
     at = folder.step(step)
     if not at.is_dir():
         kept = sorted(p.name for p in folder.checkpoints.glob("step-*"))
-        raise ConfigError(f"--from-runs {name}={run}: no checkpoint of step {step}; it keeps {', '.join(kept) or 'none'}")
+        raise ConfigError(f"--from-runs {name}={run}: no checkpoint of step {step}; "
+                          f"it keeps {', '.join(kept) or 'none'}")
     return at
 
 
