@@ -16,7 +16,7 @@ a finding whose margin is smaller than that seed-to-seed spread is "within noise
     python benchmarks/ablation.py --out runs/ablation --from-runs pixelcnn=runs/long-pixelcnn ...
 
 Each contender trains in its own run folder, ``OUT/NAME``; one that already holds the checkpoint of step N is not
-trained again, and one that was stopped resumes, so a long job can be continued across sessions. ``--from-runs
+trained again, and one that was stopped resumes, so a long job can be continued later. ``--from-runs
 NAME=RUN`` reads a contender off an existing run folder instead, from its checkpoint of step N (a run keeps only
 its two newest checkpoints, so this works while that step is still kept).
 
@@ -262,7 +262,7 @@ def score(name: str, source: Path, args, images, labels, log) -> dict:
 
 
 def stored_results(out: Path, names, args, images) -> dict[str, dict]:
-    """Results that other processes (or earlier sessions) have written, for the same step, data and images."""
+    """Results that other processes (or earlier invocations) have written, for the same step, data and images."""
     found = {}
     for name in names:
         file = out / "results" / f"{name}.json"

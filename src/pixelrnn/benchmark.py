@@ -1,6 +1,6 @@
 """Training throughput: images/s of full training steps (forward, backward, optimizer), median after warm-up.
 
-The share of the machine's limit (issue 10): images/s x a fixed amount of work per image, divided by the bf16
+The share of the machine's limit: images/s x a fixed amount of work per image, divided by the bf16
 2048^3 matrix-multiply rate measured in the same run. The work per image is fixed at the count of the benchmark
 configuration (1x28x28, K = 256, 7 layers, h = 64, head 64; forward and backward) when the figure was defined, so a
 change can only raise the share by going faster, never by counting more. Learned initial states and the PixelCNN's
