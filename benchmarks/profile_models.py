@@ -1,6 +1,6 @@
 """Where a training step's time goes: torch.profiler on one step of each model, the top operations by self CPU time.
 
-The benchmark configuration of issue 10 (1x28x28, K = 256, 7 layers, h = 64, head 64, batch 16, bf16 autocast, a full
+The benchmark configuration (1x28x28, K = 256, 7 layers, h = 64, head 64, batch 16, bf16 autocast, a full
 step: forward, backward, RMSProp) on real Fashion-MNIST batches. After ``--warmup`` untimed steps, one step runs
 under the profiler; each model gets a markdown table of its ``--top`` most expensive operations and their share of
 the step's self CPU time. Self time counts an operation's own work, not that of the operations it calls, so the

@@ -8,7 +8,7 @@ The naive method costs the same full forward pass for every value, so its time i
 drawn. ``--naive-rows R`` times it on the first R rows only (the rest given as known, so no pass runs for them) and
 scales the time by H / R; the table says so. Its images are compared with the fast method's on those rows.
 
-``--threads`` replaces the naive comparison by the thread table of issue 10: seconds of the fast path, called twice
+``--threads`` replaces the naive comparison by a thread table: seconds of the fast path, called twice
 in a row, with the walk's own thread choice (one thread for small steps, ``pixelrnn.generate.step_threads``) and with
 every thread forced. ``--loaded`` keeps a second process busy on one core for the whole run, as when sampling while a
 training runs. The header gives the load average.

@@ -3,7 +3,7 @@
 For each model (1x28x28, K = 256, 7 layers, h = 64, head 64), batch size and precision: training images/s (the median
 full step after warm-up: forward, backward, RMSProp) and the achieved GFLOP/s (FLOPs of one forward and backward
 pass, counted by torch.utils.flop_counter, over the median step time), next to this machine's dense matmul GFLOP/s in
-fp32 and bf16, measured in the same run. The last column is issue 10's share: images/s x the fixed work per image
+fp32 and bf16, measured in the same run. The last column is the share of the machine's limit: images/s x the fixed work per image
 (1.475 GFLOP PixelCNN, 4.71 Row LSTM, 5.25 Diagonal BiLSTM; ``pixelrnn.benchmark.WORK_PER_IMAGE_GFLOP``) over the
 bf16 matmul rate of this run, whatever the precision of the row. The header gives the machine's load average: on a
 busy machine the absolute figures mean little.
