@@ -3,7 +3,7 @@
 A table of cases, each a command line that must be refused with exactly one line on stderr, exit status 2, no
 traceback, and no file changed (the bytes of the whole work folder are compared before and after). Most cases run
 in-process through ``pixelrnn.cli.main``; one tiny trained run is shared by the module. At the end the suite prints
-its tally (cases, one-line refusals, tracebacks, silent passes), the table of issue 13::
+its tally (cases, one-line refusals, tracebacks, silent passes)::
 
     PYTHONPATH=src python -m pytest -q tests/test_bad_inputs.py
 """
