@@ -63,3 +63,19 @@ def stepwise_logits(model, x, y=None):
 
     model.walk(x.clone(), lambda c, i, j: True, record, y=model.check_labels(y, len(x)))
     return out
+
+
+def assert_causal(model, levels):
+    """Change every value at or after each position in the model's order: that position's logits stay the same."""
+    gen = torch.Generator(device=model.device).manual_seed(1)
+    x = torch.randint(0, levels, (2, *model.image_shape), generator=gen, device=model.device)
+    order = model.order()
+    with torch.no_grad():
+        base = model(x)
+        for t, (c, i, j) in enumerate(order):
+            y = x.clone()
+            for c2, i2, j2 in order[t:]:
+                shift = torch.randint(0, levels - 1, (2,), generator=gen, device=model.device)
+                y[:, c2, i2, j2] = (x[:, c2, i2, j2] + 1 + shift) % levels
+            changed = model(y)
+            assert torch.equal(changed[:, :, c, i, j], base[:, :, c, i, j]), f"value {(c, i, j)} sees the future"
