@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .errors import CodecError, ImageError, PixelRNNError  # noqa: F401  (PixelRNNError: re-exported)
-from .generate import walk
+from .generate import num_threads, walk
 
 __all__ = ["BATCH", "CodecError", "Header", "VERSION", "decode", "encode", "fingerprint", "read_header"]
 
@@ -81,13 +81,8 @@ def fingerprint(model) -> str:
 @contextmanager
 def _deterministic():
     """One thread: a matrix product then sums in the same order in the encoder and the decoder."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        torch.set_num_threads(threads)
+    with num_threads(1), torch.no_grad():
+        yield
 
 
 def _probabilities(logits: torch.Tensor) -> np.ndarray:
