@@ -363,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule-steps", type=int, help="length of the cosine schedule (default N); give the long "
                    "runs' length when reading them with --from-runs")
     p.add_argument("--eval-images", type=int, help="score on the first this many test images")
-    p.add_argument("--eval-batch-size", type=int, default=256)
+    p.add_argument("--eval-batch-size", type=int, help="default: 16 on a CPU, 256 on a GPU")
     p.add_argument("--device", default="auto")
     p.add_argument("--only", nargs="+", metavar="NAME", help="train and score only these contenders")
     p.add_argument("--from-runs", nargs="+", default=[], metavar="NAME=RUN",

@@ -25,7 +25,8 @@ def main(argv=None) -> int:
     p.add_argument("--machine", help="the machine the run trained on (default: this one)")
     p.add_argument("--dir", help="where shipped models live (default: the package's pretrained/ folder)")
     p.add_argument("--device", default="cpu", help="where to evaluate")
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass when evaluating")
+    p.add_argument("--batch-size", type=int, help="images per forward pass when evaluating (default: 16 on a CPU, "
+                                              "256 on a GPU)")
     args = p.parse_args(argv)
     try:
         export(args.run, args.name, args.dir, force=args.force, command=args.command, machine_name=args.machine,

@@ -77,6 +77,18 @@ def test_evaluate_scores_every_image_exactly():
     assert result["bits_per_dim"] == pytest.approx(nats / (16 * math.log(2)), rel=1e-12)
 
 
+def test_evaluate_by_default_scores_in_batches_of_the_devices_size(monkeypatch):
+    sizes = []
+    model = tiny_model("pixelcnn", (1, 4, 4), 5)
+    score = model.log_prob
+    monkeypatch.setattr(model, "log_prob", lambda x, y=None: sizes.append(len(x)) or score(x, y))
+    images = torch.randint(0, 5, (40, 1, 4, 4), dtype=torch.uint8)
+    result = evaluate(model, images)
+    assert sizes == [16, 16, 8]  # devices.eval_batch_size on a CPU
+    assert result["nats_per_image"] == pytest.approx(evaluate(model, images, batch_size=40)["nats_per_image"],
+                                                     rel=1e-12)
+
+
 def test_bits_per_dim_of_a_uniform_model_is_log2_levels():
     logits = torch.zeros(2, 256, 3, 4, 4)
     x = torch.randint(0, 256, (2, 3, 4, 4))

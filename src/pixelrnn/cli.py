@@ -302,7 +302,8 @@ def add_evaluate(sub, shared: Shared) -> None:
                        parents=[shared.run, shared.running, shared.trained_on, shared.split, shared.data_dir,
                                 shared.quiet])
     p.add_argument("--limit", type=count, help="only the first N images (default: all)")
-    p.add_argument("--batch-size", type=count, default=256, help="images per forward pass (speed only)")
+    p.add_argument("--batch-size", type=count,
+                   help="images per forward pass (speed only; default: 16 on a CPU, 256 on a GPU)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="bf16: matrix work in bfloat16")
     p.add_argument("--json", type=path,
                    help="where to write the result (default: RUN/eval-DATA-SPLIT.json for a run folder)")

@@ -64,7 +64,7 @@ class TrainConfig:
     eval_limit: int | None = 2000  # validation images per periodic pass (the final pass uses the whole split)
     checkpoint_every: int = 500
     log_every: int = 20
-    eval_batch_size: int = 256
+    eval_batch_size: int | None = None  # images per validation pass; none: by device (devices.eval_batch_size)
     grad_accum: int = 1  # micro-steps per optimizer step; batch_size is the global batch they (and the ranks) share
     compile: bool = False  # run the training steps and validation through torch.compile
 

@@ -54,6 +54,16 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     raise ConfigError(f"--device {name}: expected {DEVICE_CHOICES}")
 
 
+def eval_batch_size(device: torch.device) -> int:
+    """Images per forward pass when scoring on ``device``, where the caller gives no batch size.
+
+    Only speed depends on it. A GPU wants big batches; on a CPU the activations of a big batch spill out of the
+    caches (a 7-layer Row LSTM at h = 64 holds 205 MB of gate maps per layer at 256 images, 13 MB at 16), and
+    batch 16 scores 1.3 to 2 times as many images per second as 256 (``benchmarks/eval_speed.py``).
+    """
+    return 256 if device.type == "cuda" else 16
+
+
 def cpu_only(name: str | None, command: str) -> torch.device:
     """The CPU, for commands whose results must not depend on the device (the codec); refuses CUDA with why."""
     if name in (None, "auto", "cpu"):

@@ -14,14 +14,14 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .devices import tf32, to_device
+from .devices import eval_batch_size, tf32, to_device
 from .distributions import nats_to_bits_per_dim
 from .errors import ConfigError
 from .precision import autocast
 
 
 @torch.no_grad()
-def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 256,
+def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int | None = None,
              precision: str = "fp32", progress: bool = False, desc: str = "evaluating", compile: bool = False) -> dict:
     """Exact negative log-likelihood of ``images`` under ``model``.
 
@@ -33,7 +33,8 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
         model: any registered model, on the device to evaluate on.
         images: uint8 or int64 [N, C, H, W]; every image is scored, the last partial batch included.
         labels: class labels [N] for class-conditional models (log p(x | y)); ignored by unconditional ones.
-        batch_size: images per forward pass (affects speed only).
+        batch_size: images per forward pass (affects speed only; default: ``devices.eval_batch_size``, 16 on a
+            CPU and 256 on a GPU).
         precision: "fp32", "bf16" or "fp16" (autocast; the log-probabilities are summed in float64 either way).
         progress: show a progress bar with the running bits/dim (on rank 0 only).
         compile: score with ``torch.compile(model.log_prob)``.
@@ -41,6 +42,8 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
     Returns:
         {"bits_per_dim", "nats_per_image", "images", "seconds"}.
     """
+    if batch_size is None:
+        batch_size = eval_batch_size(model.device)
     if batch_size < 1:
         raise ConfigError(f"batch_size (--batch-size) must be at least 1, e.g. 256, not {batch_size}")
     if len(images) == 0:
