@@ -97,6 +97,9 @@ def test_export_records_what_it_measured(shipped):
     by_storage = record["test_bits_per_dim_by_storage"]
     bf16 = abs(by_storage["bfloat16"] - by_storage["float32"]) <= BF16_TOLERANCE
     assert record["storage_dtype"] == ("bfloat16" if bf16 else "float32")
+    # the whole-split figure is the stored model's; here the first 300 images are the whole split
+    assert record["test_bits_per_dim"] == by_storage[record["storage_dtype"]]
+    assert record["test_bits_per_dim"] == pytest.approx(record["first_bits_per_dim"], abs=1e-6)
     assert np.load(shipped / NAME / pretrained.SAMPLES).shape == (4, 1, 8, 8)
     assert (shipped / NAME / pretrained.METRICS).read_text().startswith("step,split,")
     model = pixelrnn.load_pretrained(NAME)
@@ -107,6 +110,20 @@ def test_export_records_what_it_measured(shipped):
 def test_export_refuses_to_overwrite(shipped):
     with pytest.raises(ConfigError, match="--force"):
         export(shipped.parent / "run", NAME, shipped, log=lambda line: None)
+
+
+def test_export_keeps_fp32_weights_where_bf16_would_cost_too_much(shipped_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("pixelrnn.pretrained.export.BF16_TOLERANCE", -1.0)  # any rounding costs too much
+    export(shipped_dir.parent / "run", NAME, tmp_path, log=lambda line: None)
+    record = pretrained.shipped(NAME, tmp_path).record
+    assert record["storage_dtype"] == "float32"
+    assert record["test_bits_per_dim"] == record["test_bits_per_dim_by_storage"]["float32"]
+    trained = pixelrnn.load_checkpoint(shipped_dir.parent / "run")
+    stored = pixelrnn.load_checkpoint(tmp_path / NAME)
+    assert stored.dtype == torch.float32
+    for (name, a), (_, b) in zip(trained.state_dict().items(), stored.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary folder left behind
 
 
 def test_bf16_weights_are_upcast_on_load(tmp_path):

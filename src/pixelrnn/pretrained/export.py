@@ -2,11 +2,14 @@
 
 ``export(run, name)`` loads the run's latest checkpoint and
 
-1. measures test bits/dim in fp32 over the whole test split, with the weights as trained and rounded to bf16;
-2. stores the weights in bf16 when that moves bits/dim by at most ``BF16_TOLERANCE``, else in fp32;
-3. measures the stored model (as it loads: upcast to fp32) on the whole test split and on its first
-   ``FIRST_IMAGES`` images, the figure the regression test checks;
+1. measures test bits/dim in fp32 over the whole test split with the weights as trained;
+2. stores the weights in bf16 and measures the stored model as it loads (upcast to fp32) over the whole test split;
+   where that moves bits/dim by more than ``BF16_TOLERANCE`` it stores them in fp32 instead, which loads back
+   bit for bit as trained, so the first figure is the stored model's;
+3. measures the stored model on the first ``FIRST_IMAGES`` test images, the figure the regression test checks;
 4. draws the fixed-seed samples, copies the run's metrics.csv, and writes ``record.json`` last.
+
+That is two passes over the test split, the cost of an export (a Row LSTM scores about 17 images/s on one core).
 
 ``benchmarks/export_pretrained.py RUN NAME`` is the command line of this module.
 """
@@ -55,7 +58,7 @@ def _training_seconds(metrics: Path) -> float | None:
 
 def export(run: str | Path, name: str, directory: str | Path | None = None, force: bool = False,
            command: str | None = None, machine_name: str | None = None, device: str = "cpu",
-           batch_size: int = 256, progress: bool = False, log=print) -> Path:
+           batch_size: int | None = None, progress: bool = False, log=print) -> Path:
     """Write the shipped model ``name`` from the latest checkpoint of ``run``.
 
     Args:
@@ -66,7 +69,7 @@ def export(run: str | Path, name: str, directory: str | Path | None = None, forc
         command: the training command to record (default: none recorded; the training config is stored anyway).
         machine_name: the machine the run trained on (default: this machine).
         device: where to evaluate.
-        batch_size: images per forward pass when evaluating.
+        batch_size: images per forward pass when evaluating (default: by device, see ``evaluate``).
         progress: show progress bars.
         log: where to say what was measured.
 
@@ -89,24 +92,25 @@ def export(run: str | Path, name: str, directory: str | Path | None = None, forc
         labels = None if data.labels is None else data.labels[:limit]
         return evaluate(m, images, labels, batch_size=batch_size, progress=progress)["bits_per_dim"]
 
-    fp32 = bits(model)
-    bf16 = bits(copy.deepcopy(model).to(torch.bfloat16).float())  # what bf16 storage gives back on load
-    storage = torch.bfloat16 if abs(bf16 - fp32) <= BF16_TOLERANCE else torch.float32
-    log(f"test bits/dim over {len(data)} images: fp32 weights {fp32:.5f}, bf16 weights {bf16:.5f}: "
-        f"storing {'bf16' if storage == torch.bfloat16 else 'fp32'}")
-
     state = load_trainer_state(run) or {}
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
     try:
-        save_checkpoint(tmp, copy.deepcopy(model).cpu().to(storage), extra_config={"train": trained})
+        fp32 = bits(model)
+        save_checkpoint(tmp, copy.deepcopy(model).cpu().to(torch.bfloat16), extra_config={"train": trained})
+        bf16 = bits(load(tmp, device))  # what bf16 storage gives back on load
+        storage = torch.bfloat16 if abs(bf16 - fp32) <= BF16_TOLERANCE else torch.float32
+        log(f"test bits/dim over {len(data)} images: fp32 weights {fp32:.5f}, bf16 weights {bf16:.5f}: "
+            f"storing {'bf16' if storage == torch.bfloat16 else 'fp32'}")
+        if storage == torch.float32:
+            save_checkpoint(tmp, copy.deepcopy(model).cpu(), extra_config={"train": trained})
         shipped = load(tmp, device)
         first = min(FIRST_IMAGES, len(data))
         record = {
             "name": name, "data": trained["data"], "model": shipped.config["model"],
             "image_shape": list(shipped.image_shape), "levels": shipped.levels,
             "parameters": sum(p.numel() for p in shipped.parameters()),
-            "test_images": len(data), "test_bits_per_dim": bits(shipped),
+            "test_images": len(data), "test_bits_per_dim": bf16 if storage == torch.bfloat16 else fp32,
             "first_images": first, "first_bits_per_dim": bits(shipped, first),
             "storage_dtype": str(storage).removeprefix("torch."),
             "test_bits_per_dim_by_storage": {"float32": fp32, "bfloat16": bf16},
