@@ -10,7 +10,7 @@ All figures in bits per dimension (bits per 8-bit value), over the same images:
 It also gives the codec's fixed overhead per file (magic, version, header, fingerprint, checksums: everything but
 the coded payload) for files of 1, 10 and 500 images, which decides whether one image per file beats PNG.
 
-    python benchmarks/compression.py RUN [--data fashion-mnist] [--limit 500] [--out table.md]
+    python benchmarks/compression.py RUN|NAME [--data fashion-mnist] [--limit 500] [--out table.md]
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from pixelrnn import codec
-from pixelrnn.checkpoint import load_checkpoint
+from pixelrnn import codec, pretrained
 from pixelrnn.data import load_dataset
 from pixelrnn.distributions import nats_to_bits_per_dim
 from pixelrnn.evaluate import evaluate
@@ -51,14 +50,14 @@ def overhead_table(model, images, counts=(1, 10, 500)) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", help="a trained model's run directory or checkpoint")
+    parser.add_argument("run", help="a trained model's run directory or checkpoint, or a shipped model's name")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--out")
     args = parser.parse_args()
 
-    model = load_checkpoint(args.run)
+    model = pretrained.load(args.run)  # a run folder, or a shipped name (bf16 weights upcast)
     images = load_dataset(args.data, args.split).images[:args.limit].long()
     dims = images.numel()
     pixels = to_uint8(images, model.levels)  # (N, H, W, C) uint8, what the other formats store
