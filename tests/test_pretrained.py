@@ -126,6 +126,23 @@ def test_export_keeps_fp32_weights_where_bf16_would_cost_too_much(shipped_dir, t
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary folder left behind
 
 
+@pytest.mark.parametrize("model, options", [
+    ("row_lstm", []), ("diagonal_bilstm", []), ("multiscale", ["--set", "small=4"]),
+    ("pixelcnn", ["--set", "num_classes=10"]),  # class-conditional: its samples are of classes 0-3
+])
+def test_every_kind_of_model_exports_and_passes_its_regression_checks(tmp_path, monkeypatch, model, options):
+    run, shipped = tmp_path / "run", tmp_path / "shipped"
+    assert main(["train", "--preset", "tiny", "--model", model, *options, "--steps", "3", "--out", str(run),
+                 "--quiet"]) == 0
+    export(run, "kind", shipped, log=lambda line: None)
+    monkeypatch.setenv(pretrained.ENV, str(shipped))
+    record = pretrained.shipped("kind").record
+    loaded = pixelrnn.load_pretrained("kind")
+    assert loaded.config["model"] == model and record["model"] == model
+    assert first_bits_per_dim(loaded, record) == pytest.approx(record["first_bits_per_dim"], abs=1e-4)
+    assert samples_match("kind", shipped)
+
+
 def test_bf16_weights_are_upcast_on_load(tmp_path):
     model = pixelrnn.build_model("pixelcnn", (1, 4, 4), 4, layers=1, hidden=4, head=8)
     pixelrnn.save_checkpoint(tmp_path / "ckpt", model.to(torch.bfloat16))
