@@ -61,6 +61,13 @@ def test_bf16_training_runs_and_keeps_float32_weights(tmp_path):
     assert all(t.dtype == torch.float32 for t in weights(tmp_path).values() if t.is_floating_point())
 
 
+def test_a_run_told_to_stop_early_estimates_the_steps_it_will_train(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("pixelrnn.train.LONG_RUN_SECONDS", 0)  # every run counts as long here
+    train(TrainConfig(**{**TINY_RUN, "steps": 40}), tmp_path, progress=False, stop_after=8)
+    (line,) = [l for l in capsys.readouterr().out.splitlines() if "to go" in l]
+    assert "2 steps at" in line  # the estimate comes after 6 steps: 2 of the 8 remain, not 34 of the schedule
+
+
 def test_batches_cover_each_epoch_once():
     seen = torch.cat([batch_indices(s, 20, 5, seed=3) for s in range(4)])
     assert sorted(seen.tolist()) == list(range(20))

@@ -319,8 +319,9 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
                 timed_from = time.perf_counter()  # the first step pays one-off costs; time the ones after it
             if step - first_step == 1 + TIMED_STEPS:
                 per_step = (time.perf_counter() - timed_from) / TIMED_STEPS
-                if main and per_step * (total_steps - step) >= LONG_RUN_SECONDS:
-                    bar.write(estimate_line(per_step, total_steps - step))
+                last = total_steps if stop_after is None else min(total_steps, first_step + stop_after)
+                if main and per_step * (last - step) >= LONG_RUN_SECONDS:
+                    bar.write(estimate_line(per_step, last - step))
             if step % config.log_every == 0 or step == total_steps:
                 result["images_per_s"] = window_images / (time.perf_counter() - window_start)
                 bar.set_postfix(bpd=f"{result['train_bits_per_dim']:.4f}", img_s=f"{result['images_per_s']:.1f}")
