@@ -9,7 +9,7 @@ import pytest
 from pixelrnn import train as train_module
 from pixelrnn.checkpoint import RunFolder
 from pixelrnn.cli import main
-from pixelrnn.plot import read_metrics
+from pixelrnn.plot import moving_average, read_metrics
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 TRAIN = ["train", "--preset", "tiny", "--steps", "4", "--checkpoint-every", "2", "--set", "log_every=1", "--quiet"]
@@ -71,3 +71,8 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, c
     assert main(["plot", str(tmp_path), "-o", str(tmp_path / "c.png")]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "pip install 'pixelrnn[plot]'" in err
+
+
+def test_the_train_curve_is_drawn_with_its_moving_average():
+    assert moving_average([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]
+    assert moving_average([5.0, 1.0], 1) == [5.0, 1.0]
