@@ -290,8 +290,8 @@ def run(args, log=print) -> dict:
     def measure(everything: dict[str, Contender]) -> None:
         results.update(stored_results(out, everything, args, images))  # what other processes measured
         for name, c in everything.items():
-            if args.list or (args.only and name not in args.only):
-                continue
+            if args.list or (args.only and name not in args.only) or name in results:
+                continue  # a stored result is reused; remove OUT/results/NAME.json to measure it again
             source = run_checkpoint(name, sources[name], args.steps) if name in sources else \
                 trained_checkpoint(c, args, log)
             results[name] = score(name, source, args, images, labels, log)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -83,3 +84,13 @@ def test_from_runs_reads_the_checkpoint_of_the_step(tmp_path):
                            "--from-runs", f"pixelcnn={out / 'pixelcnn'}"])
     with pytest.raises(ablation.ConfigError, match="no checkpoint of step 2; it keeps step-000000003"):
         ablation.run(late, log=lambda line: None)
+
+
+def test_a_stored_result_is_reused_without_its_run_folder(tmp_path):
+    out = tmp_path / "out"
+    args = ablation.parse(["--out", str(out), *TINY, "--only", "row-lstm-1-layers"])
+    first = ablation.run(args, log=lambda line: None)["results"]["row-lstm-1-layers"]["bits_per_dim"]
+    shutil.rmtree(out / "row-lstm-1-layers")  # as on a new machine, with only the results kept
+    args = ablation.parse(["--out", str(out), *TINY, "--only", "row-lstm-1-layers"])
+    assert ablation.run(args, log=lambda line: None)["results"]["row-lstm-1-layers"]["bits_per_dim"] == first
+    assert not (out / "row-lstm-1-layers").exists()  # not trained again
