@@ -16,7 +16,8 @@ a finding whose margin is smaller than that seed-to-seed spread is "within noise
     python benchmarks/ablation.py --out runs/ablation --from-runs pixelcnn=runs/long-pixelcnn ...
 
 Each contender trains in its own run folder, ``OUT/NAME``; one that already holds the checkpoint of step N is not
-trained again, and one that was stopped resumes, so a long job can be continued later. ``--from-runs
+trained again, and one that was stopped resumes, so a long job can be continued later. A contender whose result is
+stored in ``OUT/results/NAME.json`` is neither trained nor scored again, even without its run folder. ``--from-runs
 NAME=RUN`` reads a contender off an existing run folder instead, from its checkpoint of step N (a run keeps only
 its two newest checkpoints, so this works while that step is still kept).
 
