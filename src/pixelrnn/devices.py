@@ -59,7 +59,7 @@ def eval_batch_size(device: torch.device) -> int:
 
     Only speed depends on it. A GPU wants big batches; on a CPU the activations of a big batch spill out of the
     caches (a 7-layer Row LSTM at h = 64 holds 205 MB of gate maps per layer at 256 images, 13 MB at 16), and
-    batch 16 scores 1.8 (Row LSTM) to 2.8 (PixelCNN) times as many images per second as 256 on one core
+    batch 16 scores 1.3 to 2.8 times as many images per second as 256 on one core, the more for the PixelCNN
     (``benchmarks/eval_speed.py``).
     """
     return 256 if device.type == "cuda" else 16
