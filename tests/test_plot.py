@@ -76,3 +76,12 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, c
 def test_the_train_curve_is_drawn_with_its_moving_average():
     assert moving_average([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]
     assert moving_average([5.0, 1.0], 1) == [5.0, 1.0]
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed (pip install 'pixelrnn[plot]')")
+def test_a_diverged_run_still_plots(tmp_path):
+    from pixelrnn.plot import plot_curves
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("step,split,bits_per_dim,images_per_s,lr,seconds\n"
+                       "1,train,nan,1,0.1,1\n2,train,3.0,1,0.1,2\n2,valid,inf,,,2\n")
+    assert plot_curves({"run": metrics}, tmp_path / "curves.png").stat().st_size > 0

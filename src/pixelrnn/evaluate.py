@@ -45,7 +45,7 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
     if batch_size is None:
         batch_size = eval_batch_size(model.device)
     if batch_size < 1:
-        raise ConfigError(f"batch_size (--batch-size) must be at least 1, e.g. 256, not {batch_size}")
+        raise ConfigError(f"batch_size (--batch-size) must be at least 1, e.g. 16, not {batch_size}")
     if len(images) == 0:
         raise ConfigError("there are no images to evaluate; check --limit and the data set")
     was_training = model.training

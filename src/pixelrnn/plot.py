@@ -10,6 +10,7 @@ matplotlib is an optional extra: ``pip install 'pixelrnn[plot]'``.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from .errors import ConfigError, CorruptFileError, writing
@@ -80,6 +81,7 @@ def plot_curves(runs: dict[str, str | Path], output: str | Path) -> Path:
                 ax.plot(x, bpd, color=colour, ls="--", marker="o", ms=3, zorder=3,
                         label=f"{label} (valid)" if ax is by_step else None)
             shown += bpd
+    shown = [v for v in shown if math.isfinite(v)]  # a diverged run logs nan or inf; the axis cannot hold them
     if shown:
         low, high = min(shown), max(shown)
         by_step.set_ylim(low - 0.1 * (high - low) - 0.01, high + 0.1 * (high - low) + 0.01)
