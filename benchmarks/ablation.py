@@ -244,13 +244,9 @@ def run_checkpoint(name: str, run: str, step: int) -> Path:
 
 
 def score(name: str, source: Path, args, images, labels, log) -> dict:
-    """Test bits/dim of a checkpoint in fp32, remembered in OUT/results/NAME.json (scored once per checkpoint)."""
+    """Test bits/dim of a checkpoint in fp32, remembered in OUT/results/NAME.json (``run`` reuses it from there)."""
     cache = Path(args.out) / "results" / f"{name}.json"
     key = {"checkpoint": str(source.resolve()), "step": args.steps, "data": args.data, "eval_images": len(images)}
-    if cache.is_file():
-        saved = json.loads(cache.read_text())
-        if {k: saved.get(k) for k in key} == key:
-            return saved
     model = ckpt.load_checkpoint(source, map_location=args.device).float()
     state = ckpt.load_trainer_state(source) or {}
     result = evaluate(model, images, labels, batch_size=args.eval_batch_size, precision="fp32")

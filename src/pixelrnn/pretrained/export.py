@@ -98,13 +98,14 @@ def export(run: str | Path, name: str, directory: str | Path | None = None, forc
     try:
         fp32 = bits(model)
         save_checkpoint(tmp, copy.deepcopy(model).cpu().to(torch.bfloat16), extra_config={"train": trained})
-        bf16 = bits(load(tmp, device))  # what bf16 storage gives back on load
+        shipped = load(tmp, device)
+        bf16 = bits(shipped)  # what bf16 storage gives back on load
         storage = torch.bfloat16 if abs(bf16 - fp32) <= BF16_TOLERANCE else torch.float32
         log(f"test bits/dim over {len(data)} images: fp32 weights {fp32:.5f}, bf16 weights {bf16:.5f}: "
             f"storing {'bf16' if storage == torch.bfloat16 else 'fp32'}")
         if storage == torch.float32:
             save_checkpoint(tmp, copy.deepcopy(model).cpu(), extra_config={"train": trained})
-        shipped = load(tmp, device)
+            shipped = load(tmp, device)
         first = min(FIRST_IMAGES, len(data))
         record = {
             "name": name, "data": trained["data"], "model": shipped.config["model"],
