@@ -180,6 +180,29 @@ def test_two_nodes_train_like_one_process(tmp_path, single):
     assert_close(weights(run), weights(single), 1e-5)
 
 
+def test_a_session_ended_by_sys_exit_0_leaves_the_process_group(monkeypatch):
+    """A one-process gloo group: sys.exit(0) in the block leaves the group (gloo's threads left alive into interpreter
+    shutdown can abort a finished process); a failure, or a non-zero exit, leaves without a goodbye."""
+    monkeypatch.setattr(distributed, "launched", lambda: True)
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0",
+                        "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        with pytest.raises(SystemExit):
+            with distributed.session("cpu"):
+                assert distributed.active()
+                sys.exit(0)
+        assert not distributed.active()
+        monkeypatch.setenv("MASTER_PORT", str(free_port()))
+        with pytest.raises(SystemExit):
+            with distributed.session("cpu"):
+                sys.exit(3)
+        assert distributed.active()
+    finally:
+        if distributed.active():
+            torch.distributed.destroy_process_group()
+
+
 def test_micro_batches_and_shards_cover_everything_once():
     index = torch.arange(16)
     assert [m.tolist() for m in distributed.micro_batches(index, 2)] == [list(range(8)), list(range(8, 16))]

@@ -79,7 +79,15 @@ def session(device: str | None = "auto"):
         dist.init_process_group("nccl", timeout=timeout, device_id=device)
     else:
         dist.init_process_group("gloo", timeout=timeout)
-    yield device  # on an exception the process ends without a goodbye: the peers may be gone or stuck
+    try:
+        yield device
+    except SystemExit as e:
+        # sys.exit(0) inside the block is a normal end. Leaving gloo's worker threads alive into interpreter
+        # shutdown can abort the process (SIGABRT) after its work is done, so say goodbye here as well.
+        if e.code in (None, 0):
+            dist.destroy_process_group()
+        raise
+    # On any other exception the process ends without a goodbye: the peers may be gone or stuck.
     dist.destroy_process_group()
 
 
