@@ -137,16 +137,24 @@ def seed_spread(pair: tuple[str, str], bits: dict[str, float]) -> float | None:
     return max(abs(bits[name] - bits[name + SECOND_SEED_SUFFIX]) for name in pair)
 
 
+def seed1_margin(pair: tuple[str, str], bits: dict[str, float]) -> float | None:
+    """The closest pair's margin between its two seed-1 runs (same seed, so the same data order and a like start)."""
+    worse, better = (name + SECOND_SEED_SUFFIX for name in pair)
+    return bits[worse] - bits[better] if worse in bits and better in bits else None
+
+
 def judge(finding: Finding, bits: dict[str, float]) -> dict:
     """A finding's claims with margins and verdicts, and the finding's own verdict.
 
     The finding holds when every claim holds; it does not hold when any claim is reversed by more than the seed
     spread; otherwise it is within noise. Until its second-seed runs are in, the verdict is marked "(one seed)".
+    The closest pair's margin at seed 1 is reported beside it, not judged: it tells a margin that is small against
+    the spread but keeps its sign at both seeds from one that flips.
     """
     pair = closest_claim(finding, bits)
     if pair is None:
         return {"key": finding.key, "title": finding.title, "claims": [], "closest": None, "spread": None,
-                "verdict": "pending"}
+                "seed1_margin": None, "verdict": "pending"}
     spread = seed_spread(pair, bits)
     claims = [{"worse": w, "better": b, "margin": bits[w] - bits[b], "verdict": verdict(bits[w] - bits[b], spread)}
               for w, b in finding.claims]
@@ -155,7 +163,7 @@ def judge(finding: Finding, bits: dict[str, float]) -> dict:
     if spread is None:
         overall += " (one seed)"
     return {"key": finding.key, "title": finding.title, "claims": claims, "closest": list(pair), "spread": spread,
-            "verdict": overall}
+            "seed1_margin": seed1_margin(pair, bits), "verdict": overall}
 
 
 def table(judged: list[dict], bits: dict[str, float], labels: dict[str, str], findings: list[Finding],
@@ -172,14 +180,15 @@ def table(judged: list[dict], bits: dict[str, float], labels: dict[str, str], fi
             shown.append(f"{named[name]} {value}" + (f" / {again:.4f}" if again is not None else ""))
         if j["closest"]:
             w, b = j["closest"]
-            margin = f"{bits[w] - bits[b]:+.4f} ({named[w]} − {named[b]})"
+            again = f" / {j['seed1_margin']:+.4f}" if j["seed1_margin"] is not None else ""
+            margin = f"{bits[w] - bits[b]:+.4f}{again} ({named[w]} − {named[b]})"
         else:
             margin = "pending"
         spread = f"{j['spread']:.4f}" if j["spread"] is not None else "pending"
         lines.append(f"| {f.title} | {'; '.join(shown)} | {margin} | {spread} | {j['verdict']} |")
     lines.append("")
-    lines.append("Bits/dim at seed 0 / seed 1; margin: the worse contender's bits/dim minus the better one's "
-                 "(positive: as the paper); seed spread: the largest seed-0 to seed-1 change of the closest pair's two "
+    lines.append("Bits/dim at seed 0 / seed 1; margin: the worse contender's bits/dim minus the better one's, at "
+                 "seed 0 / seed 1 (positive: as the paper; the verdict judges seed 0's); seed spread: the largest seed-0 to seed-1 change of the closest pair's two "
                  "contenders.")
     lines += [f"Note: {n}" for n in notes]
     return "\n".join(lines) + "\n"

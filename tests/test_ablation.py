@@ -34,6 +34,8 @@ def test_judge_on_hand_made_numbers():
     assert ablation.judge(depth, bits)["closest"] == ["row-lstm-4-layers", "row-lstm"]
     seeds = {"row-lstm-4-layers-seed1": 3.105, "row-lstm-seed1": 3.092}  # spread 0.005 < margin 0.01
     assert ablation.judge(depth, {**bits, **seeds})["verdict"] == "holds"
+    assert ablation.judge(depth, {**bits, **seeds})["seed1_margin"] == pytest.approx(0.013)
+    assert ablation.judge(depth, bits)["seed1_margin"] is None
     noisy = {"row-lstm-4-layers-seed1": 3.13, "row-lstm-seed1": 3.09}  # spread 0.03 > margin 0.01
     judged = ablation.judge(depth, {**bits, **noisy})
     assert judged["verdict"] == "within noise" and judged["spread"] == pytest.approx(0.03)
@@ -54,6 +56,7 @@ def test_end_to_end_and_resume(tmp_path, monkeypatch):
     for row, finding in zip(rows, report["findings"]):
         assert finding["verdict"] in ablation.VERDICTS  # every second-seed run is in: no "(one seed)", no "pending"
         assert row.rstrip(" |").endswith(finding["verdict"]) and finding["spread"] is not None
+        assert f"{finding['seed1_margin']:+.4f} (" in row.split(" | ")[2]  # seed 0's margin / seed 1's
     for name in ("pixelcnn", "row-lstm", "diagonal-bilstm", "row-lstm-neither", "row-lstm-residual-only",
                  "row-lstm-skip-only", "row-lstm-1-layers", "row-lstm-2-layers"):
         assert (out / name / "checkpoints" / "step-000000003").is_dir()
