@@ -188,8 +188,8 @@ def table(judged: list[dict], bits: dict[str, float], labels: dict[str, str], fi
         lines.append(f"| {f.title} | {'; '.join(shown)} | {margin} | {spread} | {j['verdict']} |")
     lines.append("")
     lines.append("Bits/dim at seed 0 / seed 1; margin: the worse contender's bits/dim minus the better one's, at "
-                 "seed 0 / seed 1 (positive: as the paper; the verdict judges seed 0's); seed spread: the largest seed-0 to seed-1 change of the closest pair's two "
-                 "contenders.")
+                 "seed 0 / seed 1 (positive: as the paper; the verdict judges seed 0's); seed spread: the largest "
+                 "seed-0 to seed-1 change of the closest pair's two contenders.")
     lines += [f"Note: {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
