@@ -10,6 +10,7 @@ its tally (cases, one-line refusals, tracebacks, silent passes)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -23,12 +24,15 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from pixelrnn import checkpoint
 from pixelrnn.checkpoint import RunFolder
+from pixelrnn import cli
 from pixelrnn.cli import main
 
 OUTCOMES: Counter = Counter()
@@ -395,3 +399,26 @@ def test_checkpoint_folders_get_the_umask(tmp_path):
         os.umask(old)
     folder = RunFolder(tmp_path / "r").latest()
     assert folder.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_class_conditional_model_is_not_used_without_classes(tmp_path, capsys, monkeypatch):
+    """Without its class a class-conditional model scores and codes far worse than it learned: compress (whose files
+    store no class) and evaluate on unlabelled images refuse it in one line, instead of printing a misleading
+    figure."""
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--class-conditional", "--steps", "2", "--out", str(run),
+                 "--quiet"]) == 0
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(10):
+        Image.fromarray(np.full((8, 8), 16 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    err = refused(capsys, ["compress", str(run), str(folder / "0.png"), "-o", str(tmp_path / "x.prnn")], tmp_path)
+    assert "class-conditional" in err and "fashion-pixelcnn" in err
+    real_load = cli.load_dataset
+
+    def unlabelled(*args, **kwargs):  # digits as an unlabelled set of the model's shape and levels would be
+        return dataclasses.replace(real_load(*args, **kwargs), labels=None)
+
+    monkeypatch.setattr(cli, "load_dataset", unlabelled)
+    err = refused(capsys, ["evaluate", str(run), "--quiet"], tmp_path)
+    assert "no class labels" in err and "--data digits" in err
