@@ -15,7 +15,7 @@ import pixelrnn
 from pixelrnn import train as train_module
 from pixelrnn.checkpoint import RunFolder, load_trainer_state
 from pixelrnn.cli import build_parser, main
-from pixelrnn.config import PRESETS, preset
+from pixelrnn.presets import PRESETS, preset
 from data_files import write_idx_set
 
 README = Path(__file__).resolve().parent.parent / "README.md"

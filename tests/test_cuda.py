@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from pixelrnn.config import TrainConfig, preset
+from pixelrnn.config import TrainConfig
+from pixelrnn.presets import preset
 from pixelrnn.masks import ColourGroups
 from pixelrnn.models.diagonal_bilstm import DiagonalBiLSTMLayer
 from pixelrnn.models.row_lstm import RowLSTMLayer

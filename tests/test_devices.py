@@ -12,7 +12,8 @@ import torch
 from pixelrnn import devices
 from pixelrnn.checkpoint import load_checkpoint, save_checkpoint
 from pixelrnn.cli import main as cli_main
-from pixelrnn.config import TrainConfig, preset
+from pixelrnn.config import TrainConfig
+from pixelrnn.presets import preset
 from pixelrnn.errors import ConfigError
 from pixelrnn.evaluate import evaluate
 from pixelrnn.train import train

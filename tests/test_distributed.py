@@ -20,7 +20,8 @@ import pixelrnn
 from pixelrnn import distributed
 from pixelrnn.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
 from pixelrnn.cli import main as cli_main
-from pixelrnn.config import TrainConfig, preset
+from pixelrnn.config import TrainConfig
+from pixelrnn.presets import preset
 from pixelrnn.errors import ConfigError
 from pixelrnn.train import train
 

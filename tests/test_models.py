@@ -308,7 +308,7 @@ def test_new_models_follow_the_paper_by_default():
 
 def test_every_preset_describes_a_model_of_its_data():
     """Each preset's model options are valid for its model and its data's image size (checked without weights)."""
-    from pixelrnn.config import PRESETS
+    from pixelrnn.presets import PRESETS
 
     shapes = {"digits": (1, 8, 8), "fashion-mnist": (1, 28, 28), "binarized-mnist": (1, 28, 28),
               "cifar10": (3, 32, 32), "imagenet32": (3, 32, 32), "imagenet64": (3, 64, 64)}
@@ -325,7 +325,7 @@ def test_every_preset_describes_a_model_of_its_data():
 def test_the_readme_lists_every_preset():
     from pathlib import Path
 
-    from pixelrnn.config import PRESETS
+    from pixelrnn.presets import PRESETS
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert [name for name in PRESETS if f"| `{name}` |" not in readme] == []

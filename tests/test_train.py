@@ -8,7 +8,8 @@ import torch
 import pixelrnn
 from pixelrnn import distributions
 from pixelrnn.checkpoint import load_checkpoint, load_trainer_state
-from pixelrnn.config import TrainConfig, preset
+from pixelrnn.config import TrainConfig
+from pixelrnn.presets import preset
 from pixelrnn.errors import ConfigError
 from pixelrnn.evaluate import evaluate
 from pixelrnn.train import batch_indices, lr_factor, train

@@ -23,8 +23,7 @@ from . import __version__, codec, devices, distributed, pretrained
 from .allocator import tune
 from .benchmark import train_speed
 from .checkpoint import RunFolder, training_config
-from .config import (FLAG_FIELDS, PRESETS, SEED_LIMIT, TrainConfig, check_kernels, default_preset, merge,
-                     model_settings, parse_sets, preset)
+from .config import FLAG_FIELDS, SEED_LIMIT, TrainConfig, check_kernels, merge, model_settings, parse_sets
 from .data import DATASETS, SPLITS, absolute_name, dataset_info, load_dataset, require_labels
 from .distributions import nats_to_bits_per_dim
 from .errors import ConfigError, OutputError, PixelRNNError, write_atomic, writing
@@ -33,6 +32,7 @@ from .images import completion_panel, image_format, read_image, save_grid, save_
 from .models import build_model, model_names
 from .occlusion import occlusion
 from .plot import plot_curves
+from .presets import PRESETS, default_preset, preset
 from .precision import PRECISIONS, check_precision
 from .train import train
 

@@ -1,21 +1,23 @@
-"""Training configuration and named presets.
+"""Training configuration: the typed, frozen :class:`TrainConfig`, and how flags and ``--set`` values reach it.
 
-The presets name the paper's configurations ("Pixel Recurrent Neural Networks", van den Oord et al., ICML 2016,
-section 5 and tables 2-4) and small ones that train on a laptop CPU. A preset is only a set of defaults: any field
-can be overridden. An unknown field is an error, never silently ignored.
+"Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016), section 5, trains with RMSProp at batch size 16;
+the other fields (learning rate, schedule, clipping) are this implementation's choices. The named presets live in
+:mod:`pixelrnn.presets`. An unknown field is an error, never silently ignored, and text from the command line is
+read as each field's declared type.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from .data import absolute_name, require_labels
 from .errors import ConfigError
-from .models import model_class
+from .models import model_class, parse_sizes
 from .precision import PRECISIONS
 
 OPTIMIZERS = ("rmsprop", "adam")
@@ -69,9 +71,8 @@ class TrainConfig:
     compile: bool = False  # run the training steps and validation through torch.compile
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            if f.type != "dict[str, Any]":
-                object.__setattr__(self, f.name, typed(_named(f.name), f.type, getattr(self, f.name)))
+        for name, declared in field_types(TrainConfig).items():
+            object.__setattr__(self, name, typed(_named(name), declared, getattr(self, name)))
         if not isinstance(self.model_options, dict):
             raise ConfigError(f"model_options must be a dict of model options, not {self.model_options!r}")
         for name, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES), ("precision", PRECISIONS)):
@@ -123,148 +124,56 @@ class TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
 
-@dataclass(frozen=True)
-class Preset:
-    """A named set of defaults: what it is for, and the config fields it sets."""
-
-    about: str
-    values: dict[str, Any]
-    cpu: bool = False  # trains on a laptop CPU in minutes to an hour: the default for its data set and model
+def field_types(config_class: type) -> dict[str, Any]:
+    """The declared type of each field of a config dataclass, as types (not the strings that annotations are
+    under ``from __future__ import annotations``)."""
+    hints = typing.get_type_hints(config_class)
+    return {f.name: hints[f.name] for f in dataclasses.fields(config_class)}
 
 
-PRESETS: dict[str, Preset] = {
-    "tiny": Preset("for tests: a 1-block PixelCNN on 8x8 digits, seconds", dict(
-        model="pixelcnn", model_options=dict(layers=1, hidden=8, head=16), data="digits", steps=30, batch_size=16,
-        eval_every=0, eval_limit=200, checkpoint_every=1000, warmup_steps=5)),
-    "digits": Preset("the demo: a PixelCNN on 8x8 digits, about a minute on a laptop CPU", dict(
-        model="pixelcnn", model_options=dict(layers=4, hidden=32, head=64), data="digits", steps=1500, batch_size=32,
-        lr=2e-3, eval_every=500, checkpoint_every=500), cpu=True),
-    "fashion-pixelcnn": Preset("CPU-sized PixelCNN for 28x28 data: 7 blocks, h = 64, 5 epochs", dict(
-        model="pixelcnn", model_options=dict(layers=7, hidden=64, head=64), data="fashion-mnist", epochs=5,
-        batch_size=16, eval_every=2000), cpu=True),
-    "fashion-row-lstm": Preset("CPU-sized Row LSTM: 7 layers, h = 64, bf16, 2 epochs", dict(
-        model="row_lstm", model_options=dict(layers=7, hidden=64, head=64), data="fashion-mnist", epochs=2,
-        batch_size=16, precision="bf16", eval_every=2000), cpu=True),
-    "fashion-diagonal-bilstm": Preset("CPU-sized Diagonal BiLSTM: 7 layers, h = 64, bf16, 1 epoch", dict(
-        model="diagonal_bilstm", model_options=dict(layers=7, hidden=64, head=64), data="fashion-mnist", epochs=1,
-        batch_size=16, precision="bf16", eval_every=2000), cpu=True),
-    "fashion-multiscale": Preset("Multi-Scale PixelRNN (section 3.5): 14x14, then 28x28 given it; PixelCNN base",
-                                 dict(model="multiscale", model_options=dict(base="pixelcnn", small=14, layers=7,
-                                                                             hidden=64, head=64),
-                                      data="fashion-mnist", epochs=5, batch_size=16, precision="bf16",
-                                      eval_every=2000), cpu=True),
-    "fashion-multiscale-3": Preset("Multi-Scale PixelRNN with three levels: 7x7, 14x14 given it, 28x28 given that; "
-                                   "PixelCNN base", dict(model="multiscale",
-                                                         model_options=dict(base="pixelcnn", small=[7, 14], layers=7,
-                                                                            hidden=64, head=64),
-                                                         data="fashion-mnist", epochs=5, batch_size=16,
-                                                         precision="bf16", eval_every=2000)),
-    "fashion-pixelcnn-classes": Preset("class-conditional PixelCNN: a learned per-class bias in every layer", dict(
-        model="pixelcnn", model_options=dict(layers=7, hidden=64, head=64, num_classes=10), data="fashion-mnist",
-        epochs=5, batch_size=16, precision="bf16", eval_every=2000)),
-    # The paper's 64x64 multi-scale model: 32x32 first (s = 32, the paper's figure is not certain), then 64x64
-    # given it: two levels, each the paper's 64x64 Row LSTM (4 layers, h = 512, no residual), batch 32.
-    "imagenet64-multiscale": Preset("the paper's Multi-Scale Row LSTM for 64x64 ImageNet: 32x32, then 64x64 (GPU)", dict(
-        model="multiscale", model_options=dict(base="row_lstm", small=[32], layers=4, hidden=512, head=1024,
-                                               residual=False),
-        data="imagenet64", epochs=10, batch_size=32, eval_every=10000)),
-    # The paper's configurations (section 5, tables 2-4). Output heads: 32 maps for MNIST, 1024 for CIFAR-10
-    # and ImageNet (the paper's figure is not certain). The paper trains "until convergence"; the epoch
-    # counts here are a starting point.
-    "binarized-mnist-pixelcnn": Preset("the paper's PixelCNN for binarized MNIST (table 4)", dict(
-        model="pixelcnn", model_options=dict(layers=15, hidden=16, head=32), data="binarized-mnist", epochs=50,
-        batch_size=16)),
-    "binarized-mnist-row-lstm": Preset("the paper's Row LSTM for binarized MNIST, 7 layers, h = 16 (table 4)", dict(
-        model="row_lstm", model_options=dict(layers=7, hidden=16, head=32), data="binarized-mnist", epochs=50,
-        batch_size=16)),
-    "binarized-mnist-diagonal-bilstm-7x16": Preset("the paper's Diagonal BiLSTM, 7 layers, h = 16 (table 4)", dict(
-        model="diagonal_bilstm", model_options=dict(layers=7, hidden=16, head=32), data="binarized-mnist",
-        epochs=50, batch_size=16)),
-    "binarized-mnist-diagonal-bilstm-1x32": Preset("the paper's Diagonal BiLSTM, 1 layer, h = 32 (table 4)", dict(
-        model="diagonal_bilstm", model_options=dict(layers=1, hidden=32, head=32), data="binarized-mnist",
-        epochs=50, batch_size=16)),
-    "cifar10-pixelcnn": Preset("the paper's PixelCNN for CIFAR-10, 15 blocks, h = 128 (table 3; GPU)", dict(
-        model="pixelcnn", model_options=dict(layers=15, hidden=128, head=1024), data="cifar10", epochs=100,
-        batch_size=16, eval_every=5000)),
-    "cifar10-row-lstm": Preset("the paper's Row LSTM for CIFAR-10, 12 layers, h = 128 (table 3; GPU)", dict(
-        model="row_lstm", model_options=dict(layers=12, hidden=128, head=1024), data="cifar10", epochs=100,
-        batch_size=16, eval_every=5000)),
-    "cifar10-diagonal-bilstm": Preset("the paper's Diagonal BiLSTM for CIFAR-10, 12 layers, h = 128 (table 3; GPU)",
-                                      dict(model="diagonal_bilstm",
-                                           model_options=dict(layers=12, hidden=128, head=1024), data="cifar10",
-                                           epochs=100, batch_size=16, eval_every=5000)),
-    # imagenet32/imagenet64 are the paper's own downsampled ImageNet (train_32x32.tar, ...), so these figures
-    # compare with its table; the -resized npz sets of Chrabaszcz et al. (2017) would not.
-    "imagenet32-row-lstm": Preset("the paper's Row LSTM for 32x32 ImageNet, 12 layers, h = 384 (GPU)", dict(
-        model="row_lstm", model_options=dict(layers=12, hidden=384, head=1024), data="imagenet32", epochs=10,
-        batch_size=64, eval_every=10000)),  # the paper: batch 64 at 32x32, 32 at 64x64
-    "imagenet64-row-lstm": Preset("the paper's Row LSTM for 64x64 ImageNet, 4 layers, h = 512 (GPU)", dict(
-        model="row_lstm", model_options=dict(layers=4, hidden=512, head=1024, residual=False), data="imagenet64",
-        epochs=10, batch_size=32, eval_every=10000)),
-}
-
-# Presets are named after the data they train on; these old names said "mnist" for binarized MNIST. Nothing was
-# released under them, so they are not aliases: using one is an error that names the new name.
-RENAMED = {"mnist-pixelcnn": "binarized-mnist-pixelcnn",
-           "mnist-diagonal-bilstm-7x16": "binarized-mnist-diagonal-bilstm-7x16",
-           "mnist-diagonal-bilstm-1x32": "binarized-mnist-diagonal-bilstm-1x32"}
+def _members(declared: Any) -> tuple[list[Any], bool]:
+    """The types a declared type admits besides None, and whether None is one of them."""
+    union = isinstance(declared, types.UnionType) or typing.get_origin(declared) is typing.Union
+    members = list(typing.get_args(declared)) if union else [declared]
+    return [m for m in members if m is not type(None)], type(None) in members
 
 
-def preset(name: str) -> dict[str, Any]:
-    """The fields of a named preset."""
-    if name in RENAMED:
-        raise ConfigError(f"preset {name!r} is now called {RENAMED[name]!r} (presets are named after their data); "
-                          f"pass --preset {RENAMED[name]}")
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} (`pixelrnn presets` "
-                          f"describes them)")
-    return dict(PRESETS[name].values)
-
-
-def default_preset(data: str, model: str) -> str | None:
-    """The CPU-sized preset for a data set and model, if there is one (what `train --data D` uses by default)."""
-    return next((name for name, p in PRESETS.items()
-                 if p.cpu and p.values["data"] == data and p.values["model"] == model), None)
-
-
-def typed(name: str, declared: str, value: Any) -> Any:
-    """``value`` as the declared type of an option (``"bool"``, ``"int | None"``, ...), or a ConfigError.
+def typed(name: str, declared: Any, value: Any) -> Any:
+    """``value`` as the declared type of an option (``bool``, ``int | None``, ...), or a ConfigError.
 
     Text (from ``--set``) is parsed: booleans as true/false, 1/0, yes/no or on/off in any case; numbers as numbers,
     finite; ``none`` for an optional value. A value of another type is refused, never stored as it came: a string
     where a boolean belongs would be true whatever it says.
     """
-    optional = declared.endswith("| None")
-    kind = declared.removesuffix("| None").strip()
+    kinds, optional = _members(declared)
     if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("none", "null")):
         if optional or value is not None:
             return None
         raise ConfigError(f"{name} needs a value, not none")
-    if isinstance(value, str) and kind == "int | tuple[int, ...]":  # one size or several: "14", "7,14", "[7, 14]"
-        try:
-            sizes = tuple(int(part) for part in value.strip().strip("[]()").split(","))
-        except ValueError:
-            raise ConfigError(f"{name} takes a whole number or a comma-separated list, e.g. 7,14, not {value!r}") \
-                from None
-        return sizes[0] if len(sizes) == 1 else sizes
-    if isinstance(value, str) and kind != "str":
+    if any(typing.get_origin(k) is tuple for k in kinds):  # one size or several: "14", "7,14", "[7, 14]"
+        if isinstance(value, str):
+            sizes = parse_sizes(value)
+            if sizes is None:
+                raise ConfigError(f"{name} takes a whole number or a comma-separated list, e.g. 7,14, not {value!r}")
+            return sizes[0] if len(sizes) == 1 else sizes
+        return value  # the model's own config checks a list or a number
+    if len(kinds) != 1 or kinds[0] not in (bool, int, float, str):
+        return value  # a structured field (e.g. model_options): its owner checks it
+    kind = kinds[0]
+    if isinstance(value, str) and kind is not str:
         text = value.strip()
         try:
-            value = {"bool": lambda: BOOLEANS[text.lower()], "int": lambda: int(text),
-                     "float": lambda: float(text)}[kind]()
+            value = {bool: lambda: BOOLEANS[text.lower()], int: lambda: int(text), float: lambda: float(text)}[kind]()
         except (KeyError, ValueError):
-            example = {"bool": "true or false", "int": "a whole number such as 3",
-                       "float": "a number such as 0.001"}.get(kind)
-            if example is None:
-                raise ConfigError(f"{name} cannot be given as text ({value!r})") from None
+            example = {bool: "true or false", int: "a whole number such as 3", float: "a number such as 0.001"}[kind]
             raise ConfigError(f"{name} takes {example}, not {value!r}") from None
-    wrong = {"bool": not isinstance(value, bool),
-             "int": not isinstance(value, int) or isinstance(value, bool),
-             "float": not isinstance(value, (int, float)) or isinstance(value, bool),
-             "str": not isinstance(value, str)}.get(kind, False)
+    wrong = {bool: not isinstance(value, bool),
+             int: not isinstance(value, int) or isinstance(value, bool),
+             float: not isinstance(value, (int, float)) or isinstance(value, bool),
+             str: not isinstance(value, str)}[kind]
     if wrong:
-        raise ConfigError(f"{name} must be {'an' if kind == 'int' else 'a'} {kind}, not {value!r}")
-    if kind == "float":
+        raise ConfigError(f"{name} must be {'an' if kind is int else 'a'} {kind.__name__}, not {value!r}")
+    if kind is float:
         value = float(value)
         if not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, e.g. 1.0, not {value}")
@@ -291,7 +200,7 @@ def model_settings(model: str, options: dict[str, Any]) -> dict[str, Any]:
 
     Kernel sizes (``kernel``, ``first_kernel``) must also be odd: a masked convolution is centred on its pixel.
     """
-    fields = {f.name: f.type for f in dataclasses.fields(model_class(model).Config)}
+    fields = field_types(model_class(model).Config)
     out = {}
     for key, value in options.items():
         if key in FROM_DATA:
@@ -299,7 +208,7 @@ def model_settings(model: str, options: dict[str, Any]) -> dict[str, Any]:
         if key not in fields:
             raise ConfigError(f"{model} has no option {key}; its options are: "
                               f"{', '.join(k for k in fields if k not in FROM_DATA)}")
-        out[key] = typed(f"{key} (--set {key}=...)", str(fields[key]), value)
+        out[key] = typed(f"{key} (--set {key}=...)", fields[key], value)
         if key.endswith("kernel") and out[key] % 2 == 0:
             raise ConfigError(f"{key} (--set {key}=...) must be odd, e.g. 3, not {out[key]}")
     return out

@@ -89,10 +89,18 @@ class MultiScaleConfig(ModelConfig):
         return (self.small,) if isinstance(self.small, int) else self.small
 
 
+def parse_sizes(text: str) -> tuple[int, ...] | None:
+    """Sizes written as text: "14", "7,14", "[7, 14]" or "(7, 14)"; None if ``text`` is not such a list."""
+    parts = text.strip().strip("[]() ").split(",")
+    if not all(part.strip().isdigit() for part in parts):
+        return None
+    return tuple(int(part) for part in parts)
+
+
 def _sizes(small) -> int | tuple[int, ...]:
     """``small`` as one int (one level below the image, as ever) or a tuple of several; "7,14" is read as (7, 14)."""
-    if isinstance(small, str) and all(part.strip().isdigit() for part in small.strip("[]() ").split(",")):
-        small = [int(part) for part in small.strip("[]() ").split(",")]
+    if isinstance(small, str):
+        small = parse_sizes(small) or small
     sizes = list(small) if isinstance(small, (list, tuple)) else [small]
     if not sizes or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
         raise ConfigError(f"small must be a positive size or an increasing list of them (e.g. 7,14), not {small!r}")
