@@ -81,4 +81,4 @@ def test_mixed_precision_training_stays_finite_on_cuda(tmp_path, name, precision
         values["model_options"] = {**values["model_options"], "small": 4}
     config = TrainConfig.from_dict({**values, "model": name, "steps": 5, "precision": precision})
     result = train(config, tmp_path, progress=False, device="cuda")
-    assert math.isfinite(result["train_bits_per_dim"]) and math.isfinite(result["valid"]["bits_per_dim"])
+    assert math.isfinite(result.train_bits_per_dim) and math.isfinite(result.valid["bits_per_dim"])

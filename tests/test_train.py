@@ -42,9 +42,9 @@ def test_training_lowers_the_loss_and_writes_metrics(tmp_path):
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,split,bits_per_dim")
     first_train = float(rows[1].split(",")[2])
-    assert result["train_bits_per_dim"] < first_train
-    assert result["valid"]["images"] == 200  # the final validation pass covers the whole split
-    assert result["valid"]["bits_per_dim"] < math.log2(17)  # better than uniform over 17 levels
+    assert result.train_bits_per_dim < first_train
+    assert result.valid["images"] == 200  # the final validation pass covers the whole split
+    assert result.valid["bits_per_dim"] < math.log2(17)  # better than uniform over 17 levels
 
 
 def test_a_second_run_in_the_same_directory_needs_resume(tmp_path):
@@ -153,8 +153,8 @@ def test_metrics_carry_nats_per_image_in_a_last_column(tmp_path):
     dims = 8 * 8  # the digits
     for row in rows:
         assert math.isclose(float(row[6]), float(row[2]) * dims * math.log(2), rel_tol=1e-9)
-    assert math.isclose(result["train_nats_per_image"], result["train_bits_per_dim"] * dims * math.log(2))
-    assert rows[-1][1] == "valid" and math.isclose(float(rows[-1][6]), result["valid"]["nats_per_image"])
+    assert math.isclose(result.train_nats_per_image, result.train_bits_per_dim * dims * math.log(2))
+    assert rows[-1][1] == "valid" and math.isclose(float(rows[-1][6]), result.valid["nats_per_image"])
 
 
 def test_train_summary_gives_nats_per_image_for_two_level_data(tmp_path, capsys):

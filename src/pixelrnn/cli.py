@@ -34,7 +34,7 @@ from .occlusion import occlusion
 from .plot import plot_curves
 from .presets import PRESETS, default_preset, preset
 from .precision import PRECISIONS, check_precision
-from .train import train
+from .train import TrainResult, train
 
 
 class Parser(argparse.ArgumentParser):
@@ -240,11 +240,11 @@ def cmd_train(args) -> int:
     return _report(result, config, run, args)
 
 
-def _report(result: dict, config: TrainConfig, run: RunFolder, args) -> int:
+def _report(result: TrainResult, config: TrainConfig, run: RunFolder, args) -> int:
     """Say how training went, where the checkpoint is, and the exact command to go on."""
-    step, total = result["step"], result["total_steps"]
+    step, total = result.step, result.total_steps
     resume = f"pixelrnn train --resume --out {shlex.quote(str(run.root))}"
-    if result["stopped"] == "already finished":
+    if result.stopped == "already finished":
         print(f"{run.root} already reached step {step} of {total}: nothing to train, nothing written. "
               f"To train longer: {resume} --steps {2 * step}")
         return 0
@@ -254,26 +254,26 @@ def _report(result: dict, config: TrainConfig, run: RunFolder, args) -> int:
     def nats(value: float | None) -> str:
         return f" ({value:.2f} nats/image)" if binary and value is not None else ""
 
-    if result["train_bits_per_dim"] is not None:
+    if result.train_bits_per_dim is not None:
         print(f"trained {config.model} on {args.data or config.data}: step {step}/{total}, "
-              f"train bits/dim {result['train_bits_per_dim']:.4f}{nats(result['train_nats_per_image'])}, "
-              f"{result['images_per_s']:.1f} images/s")
-    valid = result["valid"]
+              f"train bits/dim {result.train_bits_per_dim:.4f}{nats(result.train_nats_per_image)}, "
+              f"{result.images_per_s:.1f} images/s")
+    valid = result.valid
     if valid and valid["step"] == step:
         print(f"validation bits/dim {valid['bits_per_dim']:.4f}{nats(valid['nats_per_image'])} at step {step} "
               f"over {valid['images']} images")
     elif valid:  # a run stopped early: its last figure is older than its weights, and says so
         print(f"last validation: bits/dim {valid['bits_per_dim']:.4f}{nats(valid['nats_per_image'])} at step "
               f"{valid['step']} (not the final weights of step {step}) over the first {valid['images']} images")
-    if result["stopped"] == "finished":
-        print(f"finished at step {step} of {total}; checkpoint written to {result['checkpoint']}")
+    if result.stopped == "finished":
+        print(f"finished at step {step} of {total}; checkpoint written to {result.checkpoint}")
         print(f"to train longer: {resume} --steps {2 * step}")
         return 0
-    why = f"stopped at the time limit ({args.time_limit:g} min)" if result["stopped"] == "time limit" else "interrupted"
+    why = f"stopped at the time limit ({args.time_limit:g} min)" if result.stopped == "time limit" else "interrupted"
     again = f" --time-limit {args.time_limit:g}" if args.time_limit else ""
-    print(f"{why} at step {step} of {total}; checkpoint written to {result['checkpoint']}")
+    print(f"{why} at step {step} of {total}; checkpoint written to {result.checkpoint}")
     print(f"to continue: {resume}{again}")
-    return 130 if result["stopped"] == "interrupted" else 0
+    return 130 if result.stopped == "interrupted" else 0
 
 
 # presets

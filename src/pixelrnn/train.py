@@ -27,6 +27,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -170,6 +171,20 @@ def _schedule_extension(state: dict, total_steps: int, lr: float) -> tuple[int, 
     return int(state["step"]), next_lr / lr
 
 
+@dataclass
+class TrainResult:
+    """How a call of :func:`train` went."""
+
+    step: int  # the step the run reached
+    total_steps: int
+    stopped: str  # "finished", "already finished", "time limit", "interrupted" (Ctrl-C) or "stop_after"
+    checkpoint: Path | None  # the run's newest checkpoint folder
+    train_bits_per_dim: float | None = None  # of the last step; None if this call made no step
+    train_nats_per_image: float | None = None  # the same, in the paper's unit for binarized MNIST
+    images_per_s: float | None = None  # over the last logging window
+    valid: dict | None = None  # the last validation (``evaluate``'s dict, with the "step" it was measured at)
+
+
 def estimate_line(seconds_per_step: float, steps_left: int) -> str:
     """One plain line on how long the rest of a run will take."""
     minutes = seconds_per_step * steps_left / 60
@@ -220,7 +235,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     result = {"step": step, "total_steps": total_steps, "train_bits_per_dim": None, "train_nats_per_image": None,
               "valid": None, "images_per_s": None, "stopped": "already finished", "checkpoint": run.latest() if resume else None}
     if step >= total_steps:
-        return result  # nothing to train; the run and its files stay as they were
+        return TrainResult(**result)  # nothing to train; the run and its files stay as they were
 
     check_kernels(config.model_options, train_data.image_shape)
     torch.manual_seed(config.seed)
@@ -362,4 +377,4 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     if result["images_per_s"] is None and step > first_step:  # stopped before the first log step
         result["images_per_s"] = (step - first_step) * config.batch_size / (time.perf_counter() - start)
     result["step"] = step
-    return result
+    return TrainResult(**result)
