@@ -16,8 +16,7 @@ import torch
 
 from .config import TrainConfig
 from .distributions import bits_per_dim
-from .precision import autocast
-from .train import make_optimizer
+from .train import make_optimizer, train_step
 
 
 # GFLOP per image of one forward and backward pass on the benchmark configuration, fixed (see above).
@@ -29,24 +28,22 @@ def share_of_matmul(model_name: str, images_per_s: float, matmul_bf16_gflops: fl
     return images_per_s * WORK_PER_IMAGE_GFLOP[model_name] / matmul_bf16_gflops
 
 
-def train_speed(model, batches: list[torch.Tensor], precision: str = "fp32", warmup: int = 3, steps: int = 10) -> dict:
-    """Time RMSProp training steps of ``model`` on the given batches (cycled).
+def train_speed(model, batches: list[torch.Tensor], precision: str = "fp32", warmup: int = 3, steps: int = 10,
+                grad_clip: float = TrainConfig.grad_clip) -> dict:
+    """Time training steps of ``model`` on the given batches (cycled): the training loop's own
+    :func:`~pixelrnn.train.train_step`, with its RMSProp and gradient clipping.
 
     Returns:
         {"images_per_s": batch size / median step time, "step_seconds": median step time}.
     """
-    optimizer = make_optimizer(TrainConfig(lr=1e-4), model.parameters())  # the training loop's RMSProp
+    optimizer = make_optimizer(TrainConfig(lr=1e-4), model.parameters())
+    scaler = torch.amp.GradScaler(batches[0].device.type, enabled=precision == "fp16")
     model.train()
     times = []
     for k in range(warmup + steps):
         x = batches[k % len(batches)]
         start = time.perf_counter()
-        with autocast(precision, x.device):
-            logits = model(x)
-        loss = bits_per_dim(logits.float(), x)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, [(x, None)], precision, grad_clip, scaler)
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)  # GPU work is asynchronous: time it to the end
         if k >= warmup:

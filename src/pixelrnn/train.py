@@ -9,10 +9,8 @@ A run lives in one folder (``checkpoint.RunFolder``). Resuming restores the weig
 the step and the RNG state; the data order is a pure function of the seed and the step, so N steps in one go and
 N/2 + resume + N/2 give the same weights.
 
-Resuming with another total (``--resume --steps N``) keeps the learning rate continuous: from the rate the run had
-reached, it moves linearly over ``warmup_steps`` to the rate that the schedule for the new total gives at that step,
-then follows that schedule. A finished cosine run (rate 0) so warms up again, and an unfinished one glides onto the
-stretched curve, without a jump either way.
+Resuming with another total (``--resume --steps N``) keeps the learning rate continuous (see
+:func:`pixelrnn.train_state.lr_factor`).
 
 The same loop trains on one CPU, one GPU, or many processes under torchrun (see :mod:`pixelrnn.distributed`): the
 model is wrapped in DistributedDataParallel, each rank trains on its fixed slice of every global batch (and of each
@@ -21,11 +19,9 @@ model is wrapped in DistributedDataParallel, each rank trains on its fixed slice
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import os
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +32,15 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig, check_kernels
-from .data import load_dataset
+from .data import ImageData, load_dataset
 from .devices import resolve_device, tf32, to_device
 from .distributions import bits_per_dim
-from .errors import CheckpointError, ConfigError, write_atomic, writing
+from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate
-from .models import build_model
+from .models import AutoregressiveModel, build_model
 from .precision import autocast, check_precision
+from .metrics import MetricsLog
+from .train_state import TrainState, lr_factor
 
 # A run expected to take longer than this says so, in one line, once its first steps have been timed.
 LONG_RUN_SECONDS = 600
@@ -55,39 +53,6 @@ def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=config.lr)
 
 
-def lr_factor(config: TrainConfig, total_steps: int, extended: tuple[int, float] | None = None):
-    """The learning rate factor of each step: linear warm-up, then constant or cosine decay to zero at the end.
-
-    Args:
-        config: the training config (schedule, warm-up).
-        total_steps: the run's total number of steps.
-        extended: (step, factor) where a resumed run changed its total: from that factor, a linear ramp of
-            ``warmup_steps`` joins the schedule for ``total_steps`` (see the module docstring).
-    """
-    warmup = min(config.warmup_steps, total_steps // 10)
-
-    def planned(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if config.lr_schedule == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    if extended is None:
-        return planned
-    start, start_factor = extended
-    ramp = max(1, min(config.warmup_steps, total_steps - start))
-    target = planned(start + ramp)
-
-    def factor(step: int) -> float:
-        if step >= start + ramp:
-            return planned(step)
-        return start_factor + (target - start_factor) * (step - start) / ramp
-
-    return factor
-
-
 def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
     """The training images of ``step``: epoch e is a permutation seeded by (seed, e), cut into full batches."""
     per_epoch = max(1, n // batch_size)
@@ -95,54 +60,6 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor
     # Modulo 2**64, the range torch seeds from: the same seeds as plain arithmetic wherever that fitted.
     perm = torch.randperm(n, generator=torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**64))
     return perm[index * batch_size:(index + 1) * batch_size]
-
-
-class MetricsLog:
-    """Appends rows to metrics.csv, and to TensorBoard when it is installed.
-
-    ``seconds`` is the training time, cumulative across resumes. Starting at ``step``, rows logged after it (by a
-    run that went on past its last checkpoint) are dropped, so that each step appears once after a resume.
-    """
-
-    # nats_per_image: the paper's unit for binarized MNIST (2 levels); filled for every data set.
-    FIELDS = ("step", "split", "bits_per_dim", "images_per_s", "lr", "seconds", "nats_per_image")
-
-    def __init__(self, run: ckpt.RunFolder, step: int = 0):
-        self.path = run.metrics
-        kept, fields = [], self.FIELDS
-        if self.path.exists():
-            with writing(self.path), open(self.path, newline="") as f:
-                reader = csv.DictReader(f)
-                fields = tuple(reader.fieldnames or self.FIELDS)  # a run from before a column existed keeps its own
-                kept = [row for row in reader if int(row["step"]) <= step]
-        self.seconds = max((float(row["seconds"]) for row in kept if row.get("seconds")), default=0.0)
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(kept)
-        write_atomic(self.path, text.getvalue().encode())  # the kept rows replace the old file only once complete
-        with writing(self.path):
-            self.file = open(self.path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=fields, extrasaction="ignore")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tensorboard = SummaryWriter(str(run.tensorboard))
-        except ImportError:  # TensorBoard is optional
-            self.tensorboard = None
-
-    def write(self, **row) -> None:
-        with writing(self.path):
-            self.writer.writerow(row)
-            self.file.flush()
-        if self.tensorboard is not None:
-            self.tensorboard.add_scalar(f"{row['split']}/bits_per_dim", row["bits_per_dim"], row["step"])
-
-    def close(self) -> None:
-        with writing(self.path):
-            self.file.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
 
 
 def _check_run_dir(run: ckpt.RunFolder, config: TrainConfig, resume: bool) -> None:
@@ -161,14 +78,6 @@ def _check_run_dir(run: ckpt.RunFolder, config: TrainConfig, resume: bool) -> No
     if changed:
         raise ConfigError(f"{run.root} was trained with other values of {', '.join(changed)}; "
                           f"resume with the run's own settings (see {run.config})")
-
-
-def _schedule_extension(state: dict, total_steps: int, lr: float) -> tuple[int, float] | None:
-    """Where a resumed run's learning rate schedule was last extended, as (step, factor); None if never."""
-    if state.get("total_steps", total_steps) == total_steps:
-        return state.get("lr_extended")  # the same total as before: the same schedule, for an exact resume
-    next_lr = state["optimizer"]["param_groups"][0]["lr"]  # the rate the next step would have used
-    return int(state["step"]), next_lr / lr
 
 
 @dataclass
@@ -193,9 +102,203 @@ def estimate_line(seconds_per_step: float, steps_left: int) -> str:
             f"(--time-limit MINUTES stops with a checkpoint; --resume continues)")
 
 
+def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               batches: Sequence[tuple[torch.Tensor, torch.Tensor | None]], precision: str = "fp32",
+               grad_clip: float = 0.0, scaler: torch.amp.GradScaler | None = None) -> float:
+    """One optimizer step over the micro-batches of one global batch; returns its loss in bits/dim.
+
+    Each micro-batch's loss is divided by their number, so that the gradients add up to those of the mean over the
+    whole batch. Under DDP the gradients are averaged over the ranks once, at the last micro-batch.
+
+    Args:
+        net: the network to step (the model, or its DDP or compiled wrapper).
+        optimizer: the optimizer of the model's parameters.
+        batches: (images int64 [b, C, H, W], class labels [b] or None) per micro-batch, on the model's device.
+        precision: the autocast precision of the forward pass; the loss is computed in float32.
+        grad_clip: the largest global gradient norm; 0 does not clip.
+        scaler: the gradient scaler of fp16 training (None: no scaling).
+    """
+    if scaler is None:
+        scaler = torch.amp.GradScaler(enabled=False)
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum = 0.0
+    with tf32(True):  # training steps only: every reported likelihood runs without TF32
+        for k, (x, y) in enumerate(batches):
+            sync = k == len(batches) - 1 or not distributed.active()
+            with nullcontext() if sync else net.no_sync():
+                with autocast(precision, x.device):
+                    logits = net(x, y)
+                loss = bits_per_dim(logits.float(), x) / len(batches)
+                scaler.scale(loss).backward()
+            loss_sum += loss.detach()
+        if grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
+                                           grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    return float(loss_sum)
+
+
+def _load_data(config: TrainConfig) -> tuple[ImageData, ImageData]:
+    with distributed.local_main_first():  # a first load downloads or decodes once per machine
+        train_data = load_dataset(config.data, "train", config.data_dir, image_size=config.image_size)
+        valid_data = load_dataset(config.data, "valid", config.data_dir, image_size=config.image_size)
+    return train_data, valid_data
+
+
+def _build(config: TrainConfig, data: ImageData, device: torch.device) -> AutoregressiveModel:
+    """The model of ``config`` for ``data``, seeded by the run's seed, on ``device``."""
+    check_kernels(config.model_options, data.image_shape)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, data.image_shape, data.levels, **config.model_options)
+    classes = model.cfg.num_classes
+    if classes and (data.labels is None or data.num_classes != classes):
+        raise ConfigError(f"a class-conditional model of {classes} classes needs labels of as many "
+                          f"classes; {config.data} has {data.num_classes or 'no'} classes")
+    return model.to(device)
+
+
+class TrainLoop:
+    """One call of :func:`train` once it is set up: the model, its optimizer and schedule, the data, the metrics
+    log and the clock; each method is one thing the loop does."""
+
+    def __init__(self, config: TrainConfig, run: ckpt.RunFolder, data: tuple[ImageData, ImageData],
+                 device: torch.device, state: TrainState | None, total_steps: int, verify: bool):
+        self.config, self.run, self.device, self.total_steps = config, run, device, total_steps
+        self.train_data, self.valid_data = data
+        self.main = distributed.is_main()
+        self.step = self.first_step = state.step if state else 0
+        self.model = _build(config, self.train_data, device)
+        self.optimizer = make_optimizer(config, self.model.parameters())
+        self.extended = state.schedule_extension(total_steps, config.lr) if state else None
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                          lr_factor(config, total_steps, self.extended))
+        if state:
+            self._restore(state, verify)
+        distributed.barrier()  # every rank has read the run folder before rank 0 writes to it
+        if self.main:
+            run.write_config(config.to_dict())
+        # What the steps run through: DDP averages the gradients over the ranks; torch.compile is optional.
+        self.net = self.model
+        if distributed.active():
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device] if device.type == "cuda" else None)
+        if config.compile:
+            self.net = torch.compile(self.net)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+        self.log = MetricsLog(run, self.step) if self.main else None
+        # training time goes on across resumes
+        self.trained_before = max(state.seconds if state else 0.0, self.log.seconds if self.log else 0.0)
+        self.started = time.perf_counter()
+        self.window_start, self.window_images = self.started, 0
+        self.result = TrainResult(step=self.step, total_steps=total_steps, stopped="finished",
+                                  checkpoint=run.latest() if state else None)
+        self.model.train()
+
+    def _restore(self, state: TrainState, verify: bool) -> None:
+        # The weights are read on the CPU and copied to the device; the optimizer moves its state to them.
+        self.model.load_state_dict(ckpt.load_checkpoint(self.run.root, verify=verify).state_dict())
+        try:
+            self.optimizer.load_state_dict(state.optimizer)
+            self.schedule.load_state_dict(state.schedule)
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"the optimizer state in {self.run.latest() / ckpt.TRAINER} does not fit this "
+                                  f"model ({e}); resume from another checkpoint, or start a new run") from None
+        torch.set_rng_state(state.torch_rng)
+
+    def training_time(self) -> float:
+        return self.trained_before + time.perf_counter() - self.started
+
+    def micro_batches(self, step: int) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """This rank's slice of each micro-step of the global batch of ``step``, as in a single process."""
+        index = batch_indices(step, len(self.train_data), self.config.batch_size, self.config.seed)
+        labels = self.train_data.labels if self.model.cfg.num_classes else None
+        return [(to_device(self.train_data.images[part], self.device).long(),
+                 None if labels is None else to_device(labels[part], self.device))
+                for part in distributed.micro_batches(index, self.config.grad_accum)]
+
+    def advance(self) -> None:
+        """One optimizer step, and the run's figures of it."""
+        loss = train_step(self.net, self.optimizer, self.micro_batches(self.step), self.config.precision,
+                          self.config.grad_clip, self.scaler)
+        self.schedule.step()
+        self.step += 1
+        self.window_images += self.config.batch_size
+        bpd = distributed.sum_over_ranks(loss)[0] / distributed.world_size()
+        self.result.train_bits_per_dim = bpd
+        self.result.train_nats_per_image = bpd * math.prod(self.model.image_shape) * math.log(2)
+        if self.step - self.first_step == 1:
+            self.timed_from = time.perf_counter()  # the first step pays one-off costs; time the ones after it
+
+    def estimate(self, stop_after: int | None) -> str | None:
+        """Once the first steps are timed: how long the rest will take, if that is long enough to say."""
+        if self.step - self.first_step != 1 + TIMED_STEPS or not self.main:
+            return None
+        per_step = (time.perf_counter() - self.timed_from) / TIMED_STEPS
+        last = self.total_steps if stop_after is None else min(self.total_steps, self.first_step + stop_after)
+        return estimate_line(per_step, last - self.step) if per_step * (last - self.step) >= LONG_RUN_SECONDS else None
+
+    def log_train(self) -> None:
+        """Log the last window's images/s and this step's bits/dim."""
+        self.result.images_per_s = self.window_images / (time.perf_counter() - self.window_start)
+        if self.main:
+            self.log.write(step=self.step, split="train", bits_per_dim=self.result.train_bits_per_dim,
+                           images_per_s=round(self.result.images_per_s, 2), lr=self.schedule.get_last_lr()[0],
+                           seconds=round(self.training_time(), 2), nats_per_image=self.result.train_nats_per_image)
+        self.window_start, self.window_images = time.perf_counter(), 0
+
+    def validate(self, limit: int | None) -> dict:
+        """Bits/dim of the first ``limit`` validation images (all of them if None), logged."""
+        images, labels = self.valid_data.images, self.valid_data.labels
+        if limit is not None:
+            images, labels = images[:limit], None if labels is None else labels[:limit]
+        valid = evaluate(self.model, images, labels, batch_size=self.config.eval_batch_size,
+                         precision=self.config.precision, compile=self.config.compile)
+        valid["step"] = self.step
+        if self.main:
+            self.log.write(step=self.step, split="valid", bits_per_dim=valid["bits_per_dim"], images_per_s="",
+                           lr="", seconds=round(self.training_time(), 2), nats_per_image=valid["nats_per_image"])
+        self.result.valid = valid
+        return valid
+
+    def save(self) -> None:
+        if not self.main:
+            return
+        state = TrainState(optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
+                           step=self.step, torch_rng=torch.get_rng_state(), total_steps=self.total_steps,
+                           lr_extended=self.extended, seconds=self.training_time())
+        self.result.checkpoint = state.save(self.run, self.model, extra_config={"train": self.config.to_dict()})
+
+    def stop_reason(self, stop_after: int | None, time_limit: float | None) -> str | None:
+        """Why the loop stops after this step, or None to go on."""
+        if stop_after is not None and self.step - self.first_step >= stop_after:
+            return "stop_after"
+        if time_limit is not None and distributed.any_rank(time.perf_counter() - self.started >= time_limit):
+            return "time limit"  # under torchrun every rank stops at the step where the first reaches it
+        return None
+
+    def finish(self) -> None:
+        """A checkpoint of the last step, the replicas' agreement, and a full validation when the run is done."""
+        if self.result.checkpoint is None or self.result.checkpoint.name != self.run.step(self.step).name:
+            self.save()
+        distributed.check_replicas(self.model)
+        if self.step >= self.total_steps:
+            self.validate(None)
+
+    def close(self) -> TrainResult:
+        if self.log is not None:
+            self.log.close()
+        if self.result.images_per_s is None and self.step > self.first_step:  # stopped before the first log step
+            self.result.images_per_s = ((self.step - self.first_step) * self.config.batch_size
+                                        / (time.perf_counter() - self.started))
+        self.result.step = self.step
+        return self.result
+
+
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, time_limit: float | None = None,
-          device: str | torch.device | None = None, verify: bool = True) -> dict:
+          device: str | torch.device | None = None, verify: bool = True) -> TrainResult:
     """Train a model as ``config`` says, in ``run_dir``.
 
     Args:
@@ -211,170 +314,56 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         verify: check the resumed checkpoint's weights against their recorded sha256.
 
     Returns:
-        {"step", "total_steps", "train_bits_per_dim", "train_nats_per_image" (the paper's unit for binarized
-        MNIST) and "images_per_s" (None if this call made no step),
-        "valid": evaluation dict (with the "step" it was measured at) or None, "stopped": why it stopped
-        ("finished", "already finished", "time limit", "interrupted" (Ctrl-C), "stop_after"), "checkpoint": the
-        run's newest checkpoint folder}.
+        How it went (:class:`TrainResult`): the step reached, why it stopped, the last figures and checkpoint.
     """
     run = ckpt.RunFolder(run_dir)
     device = device if isinstance(device, torch.device) else resolve_device(device)
     check_precision(config.precision, device)
     distributed.check_split(config.batch_size, config.grad_accum, distributed.world_size())
-    main = distributed.is_main()
     _check_run_dir(run, config, resume)
-    with distributed.local_main_first():  # a first load downloads or decodes once per machine
-        train_data = load_dataset(config.data, "train", config.data_dir, image_size=config.image_size)
-        valid_data = load_dataset(config.data, "valid", config.data_dir, image_size=config.image_size)
-    total_steps = config.total_steps(len(train_data))
-    state = ckpt.load_trainer_state(run.root) if resume else None
+    data = _load_data(config)
+    total_steps = config.total_steps(len(data[0]))
+    state = TrainState.load(run.root) if resume else None
     if resume and state is None:
         raise CheckpointError(f"{run.latest()} has no {ckpt.TRAINER} (optimizer and step), so the run cannot be "
                               f"resumed exactly; start a new run with another --out")
-    step = int(state["step"]) if state else 0
-    result = {"step": step, "total_steps": total_steps, "train_bits_per_dim": None, "train_nats_per_image": None,
-              "valid": None, "images_per_s": None, "stopped": "already finished", "checkpoint": run.latest() if resume else None}
-    if step >= total_steps:
-        return TrainResult(**result)  # nothing to train; the run and its files stay as they were
+    if state and state.step >= total_steps:  # nothing to train; the run and its files stay as they were
+        return TrainResult(step=state.step, total_steps=total_steps, stopped="already finished",
+                           checkpoint=run.latest())
 
-    check_kernels(config.model_options, train_data.image_shape)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, train_data.image_shape, train_data.levels, **config.model_options)
-    conditional = bool(model.cfg.num_classes)
-    if conditional and (train_data.labels is None or train_data.num_classes != model.cfg.num_classes):
-        raise ConfigError(f"a class-conditional model of {model.cfg.num_classes} classes needs labels of as many "
-                          f"classes; {config.data} has {train_data.num_classes or 'no'} classes")
-    model.to(device)
-    optimizer = make_optimizer(config, model.parameters())
-    extended = _schedule_extension(state, total_steps, config.lr) if state else None
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps, extended))
-    if state:
-        model.load_state_dict(ckpt.load_checkpoint(run.root, verify=verify).state_dict())  # read on the CPU, copied to the device
-        optimizer.load_state_dict(state["optimizer"])  # moves its state to the parameters' device
-        schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["torch_rng"])
-    distributed.barrier()  # every rank has read the run folder before rank 0 writes to it
-    if main:
-        run.write_config(config.to_dict())
-    # What the steps run through: DDP averages the gradients over the ranks; torch.compile is optional.
-    net = model
-    if distributed.active():
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    if config.compile:
-        net = torch.compile(net)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-
-    def save() -> None:
-        if not main:
-            return
-        state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step,
-                 "torch_rng": torch.get_rng_state(), "total_steps": total_steps, "lr_extended": extended,
-                 "seconds": training_time()}
-        result["checkpoint"] = run.save(step, model, state, extra_config={"train": config.to_dict()})
-
-    def training_time() -> float:
-        return trained_before + time.perf_counter() - start
-
-    def validate(limit: int | None) -> dict:
-        images = valid_data.images if limit is None else valid_data.images[:limit]
-        labels = valid_data.labels if limit is None or valid_data.labels is None else valid_data.labels[:limit]
-        result = evaluate(model, images, labels, batch_size=config.eval_batch_size, precision=config.precision,
-                          compile=config.compile)
-        result["step"] = step
-        if main:
-            log.write(step=step, split="valid", bits_per_dim=result["bits_per_dim"], images_per_s="", lr="",
-                      seconds=round(training_time(), 2), nats_per_image=result["nats_per_image"])
-        return result
-
-    log = MetricsLog(run, step) if main else None
-    # training time goes on across resumes
-    trained_before = max((state or {}).get("seconds", 0.0), log.seconds if log else 0.0)
-    dims = math.prod(model.image_shape)  # bits/dim to nats per image: times C*H*W*ln 2
-    model.train()
-    start = time.perf_counter()
-    first_step = step
+    loop = TrainLoop(config, run, data, device, state, total_steps, verify)
     # disable=None: no bar without a terminal (a log file or CI), where every redraw would be a line of its own;
     # under torchrun, rank 0's bar only.
-    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step",
-               disable=None if progress and main else True)
+    bar = tqdm(total=total_steps, initial=loop.step, desc="training", unit="step",
+               disable=None if progress and loop.main else True)
     try:
-        window_start, window_images = time.perf_counter(), 0
-        while step < total_steps:
-            distributed.fault_hook(step)
-            # The global batch of this step, as in a single process; this rank's slice of each micro-step.
-            index = batch_indices(step, len(train_data), config.batch_size, config.seed)
-            micro = distributed.micro_batches(index, config.grad_accum)
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum = 0.0
-            with tf32(True):  # training steps only: every reported likelihood runs without TF32
-                for k, part in enumerate(micro):
-                    x = to_device(train_data.images[part], device).long()
-                    y = to_device(train_data.labels[part], device) if conditional else None
-                    # DDP averages over the ranks; dividing by the micro-steps makes the sum the global mean.
-                    sync = k == len(micro) - 1 or not distributed.active()
-                    with nullcontext() if sync else net.no_sync():
-                        with autocast(config.precision, device):
-                            logits = net(x, y)
-                        loss = bits_per_dim(logits.float(), x) / len(micro)
-                        scaler.scale(loss).backward()
-                    loss_sum += loss.detach()
-                if config.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-            schedule.step()
-            step += 1
-            window_images += config.batch_size
-            train_bpd = distributed.sum_over_ranks(float(loss_sum))[0] / distributed.world_size()
-            result["train_bits_per_dim"] = train_bpd
-            result["train_nats_per_image"] = train_bpd * dims * math.log(2)
+        while loop.step < total_steps:
+            loop.advance()
             bar.update(1)
-            if step - first_step == 1:
-                timed_from = time.perf_counter()  # the first step pays one-off costs; time the ones after it
-            if step - first_step == 1 + TIMED_STEPS:
-                per_step = (time.perf_counter() - timed_from) / TIMED_STEPS
-                last = total_steps if stop_after is None else min(total_steps, first_step + stop_after)
-                if main and per_step * (last - step) >= LONG_RUN_SECONDS:
-                    bar.write(estimate_line(per_step, last - step))
-            if step % config.log_every == 0 or step == total_steps:
-                result["images_per_s"] = window_images / (time.perf_counter() - window_start)
-                bar.set_postfix(bpd=f"{result['train_bits_per_dim']:.4f}", img_s=f"{result['images_per_s']:.1f}")
-                if main:
-                    log.write(step=step, split="train", bits_per_dim=result["train_bits_per_dim"],
-                              images_per_s=round(result["images_per_s"], 2), lr=schedule.get_last_lr()[0],
-                              seconds=round(training_time(), 2),
-                              nats_per_image=result["train_nats_per_image"])
-                window_start, window_images = time.perf_counter(), 0
-            if config.eval_every and step % config.eval_every == 0 and step < total_steps:
-                result["valid"] = validate(config.eval_limit)
-                nats = f", {result['valid']['nats_per_image']:.2f} nats/image" if model.levels == 2 else ""
-                if main:
-                    bar.write(f"step {step}: valid bits/dim {result['valid']['bits_per_dim']:.4f}{nats} "
-                              f"(first {result['valid']['images']} images)")
-            if step % config.checkpoint_every == 0:
-                save()
-            if stop_after is not None and step - first_step >= stop_after:
-                result["stopped"] = "stop_after"
+            if (estimate := loop.estimate(stop_after)) is not None:
+                bar.write(estimate)
+            if loop.step % config.log_every == 0 or loop.step == total_steps:
+                loop.log_train()
+                bar.set_postfix(bpd=f"{loop.result.train_bits_per_dim:.4f}", img_s=f"{loop.result.images_per_s:.1f}")
+            if config.eval_every and loop.step % config.eval_every == 0 and loop.step < total_steps:
+                _report_validation(bar, loop.validate(config.eval_limit), loop)
+            if loop.step % config.checkpoint_every == 0:
+                loop.save()
+            if (reason := loop.stop_reason(stop_after, time_limit)) is not None:
+                loop.result.stopped = reason
                 break
-            if time_limit is not None and distributed.any_rank(time.perf_counter() - start >= time_limit):
-                result["stopped"] = "time limit"
-                break
-        else:
-            result["stopped"] = "finished"
-        if result["checkpoint"] is None or result["checkpoint"].name != run.step(step).name:
-            save()
-        distributed.check_replicas(model)
-        if step >= total_steps:
-            result["valid"] = validate(None)
+        loop.finish()
     except KeyboardInterrupt:
-        save()  # an interrupted run resumes from where it stopped
-        result["stopped"] = "interrupted"
+        loop.save()  # an interrupted run resumes from where it stopped
+        loop.result.stopped = "interrupted"
     finally:
         bar.close()
-        if log is not None:
-            log.close()
-    if result["images_per_s"] is None and step > first_step:  # stopped before the first log step
-        result["images_per_s"] = (step - first_step) * config.batch_size / (time.perf_counter() - start)
-    result["step"] = step
-    return TrainResult(**result)
+        result = loop.close()
+    return result
+
+
+def _report_validation(bar, valid: dict, loop: TrainLoop) -> None:
+    if loop.main:
+        nats = f", {valid['nats_per_image']:.2f} nats/image" if loop.model.levels == 2 else ""
+        bar.write(f"step {loop.step}: valid bits/dim {valid['bits_per_dim']:.4f}{nats} "
+                  f"(first {valid['images']} images)")
