@@ -83,6 +83,17 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @contextmanager
+def eval_mode(module: torch.nn.Module):
+    """Run the block with ``module`` in eval mode, then put it back in the mode it was in (also on error)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+@contextmanager
 def tf32(enabled: bool):
     """Allow (or forbid) TF32 matrix products and convolutions on CUDA inside the block; restores the old setting."""
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32

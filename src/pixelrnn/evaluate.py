@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .devices import eval_batch_size, tf32, to_device
+from .devices import eval_batch_size, eval_mode, tf32, to_device
 from .distributions import nats_to_bits_per_dim
 from .errors import ConfigError
 from .precision import autocast
@@ -48,8 +48,6 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
         raise ConfigError(f"batch_size (--batch-size) must be at least 1, e.g. 16, not {batch_size}")
     if len(images) == 0:
         raise ConfigError("there are no images to evaluate; check --limit and the data set")
-    was_training = model.training
-    model.eval()
     score = torch.compile(model.log_prob) if compile else model.log_prob
     total, count, start = 0.0, 0, time.perf_counter()
     dims = math.prod(images.shape[1:])
@@ -59,20 +57,17 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
     # disable=None: no bar without a terminal (a log file), and none but rank 0's under torchrun
     batches = tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False,
                    disable=None if progress and distributed.is_main() else True)
-    try:
-        with tf32(False):
-            for first in batches:
-                x = to_device(images[first:first + batch_size], model.device).long()
-                y = None
-                if labels is not None and model.cfg.num_classes:
-                    y = to_device(labels[first:first + batch_size], model.device)
-                with autocast(precision, model.device):
-                    logp = score(x, y)
-                total -= logp.double().sum().item()
-                count += len(x)
-                batches.set_postfix(bpd=f"{nats_to_bits_per_dim(total / count, dims):.4f}")
-    finally:
-        model.train(was_training)
+    with eval_mode(model), tf32(False):
+        for first in batches:
+            x = to_device(images[first:first + batch_size], model.device).long()
+            y = None
+            if labels is not None and model.cfg.num_classes:
+                y = to_device(labels[first:first + batch_size], model.device)
+            with autocast(precision, model.device):
+                logp = score(x, y)
+            total -= logp.double().sum().item()
+            count += len(x)
+            batches.set_postfix(bpd=f"{nats_to_bits_per_dim(total / count, dims):.4f}")
     total, count = distributed.sum_over_ranks(total, float(count))
     count = int(count)
     nats = total / count

@@ -9,7 +9,7 @@ kept, the rest are drawn in model order.
 Two methods give the same distribution, and with the same generator the same images:
 
 - ``"fast"`` (the default) evaluates each layer only at the new pixel, from cached activations (each model's
-  ``stepper()``, written beside its network; this module holds the loop that drives it, :func:`raster_walk`);
+  ``stepper()``, written beside its network, driven by ``model.walk``: :func:`pixelrnn.models.base.raster_walk`);
 - ``"naive"`` runs the whole network once per value, C*H*W forward passes per batch: simple and exact, and what the
   fast path is tested against.
 
@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributions
+from .devices import eval_mode
 from .errors import PixelRNNError
 
 METHODS = ("fast", "naive")
@@ -97,14 +98,9 @@ def complete(model, x: torch.Tensor, known: torch.Tensor, temperature: float = 1
         raise PixelRNNError(f"the known-mask of shape {tuple(known.shape)} does not broadcast to {tuple(x.shape)}")
     x[~known] = 0  # unknown values must not leak into anything, even by accident
     y = model.check_labels(y, len(x))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            run = _complete_fast if method == "fast" else _complete_naive
-            return run(model, x, known, temperature, generator, progress, y)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        run = _complete_fast if method == "fast" else _complete_naive
+        return run(model, x, known, temperature, generator, progress, y)
 
 
 def _complete_naive(model, x, known, temperature, generator, progress, y) -> torch.Tensor:
@@ -126,33 +122,6 @@ def walk(model, x: torch.Tensor, wants, choose, progress: bool = False, desc: st
     """
     with num_threads(step_threads(model, len(x))):
         return model.walk(x, wants, choose, progress=progress, desc=desc, y=y, context=context)
-
-
-def raster_walk(stepper, x: torch.Tensor, wants, choose, progress: bool = False,
-                desc: str = "sampling") -> torch.Tensor:
-    """The walk of a model that generates in raster order, driven by its ``stepper`` (``model.walk`` calls it).
-
-    Args:
-        stepper: a ``pixelrnn.models.base.Stepper`` for ``len(x)`` images.
-        x: int64 [B, C, H, W], filled in place.
-        wants: ``wants(c, i, j)``: whether value (c, i, j) is to be chosen.
-        choose: ``choose(c, i, j, logits [B, K])``: the values [B] to put there.
-    """
-    channels, height, width = x.shape[1:]
-    pixels = tqdm(total=height * width, desc=desc, unit="pixel", disable=None if progress else True, leave=False)
-    for i in range(height):
-        for j in range(width):
-            for c in range(channels):
-                wanted = wants(c, i, j)
-                # The last channel's pass always runs: it leaves the pixel's final activations in the caches.
-                if wanted or c == channels - 1:
-                    logits = stepper.logits(x, i, j)[:, :, c]  # (B, K)
-                if wanted:
-                    x[:, c, i, j] = choose(c, i, j, logits)
-            pixels.update(1)
-        stepper.end_row(x, i)
-    pixels.close()
-    return x
 
 
 def _complete_fast(model, x, known, temperature, generator, progress, y) -> torch.Tensor:

@@ -10,7 +10,8 @@ Generation reaches a model through two methods of the base class, and nothing el
 - ``model.stepper(batch, y, context)`` returns a :class:`Stepper`, the network evaluated one pixel at a time from
   cached activations (each family writes its own, beside its network);
 - ``model.walk(x, wants, choose, ...)`` visits every value in the model's order with that stepper. The default
-  walks raster order; a model with another order (the multi-scale model) overrides ``walk``.
+  walks raster order (:func:`raster_walk`, beside :class:`Stepper`); a model with another order (the multi-scale
+  model) overrides ``walk``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .. import distributions, generate
 from ..errors import ConfigError, PixelRNNError
@@ -107,6 +109,33 @@ class Stepper:
 
     def end_row(self, x: torch.Tensor, i: int) -> None:
         """Called once row i is complete."""
+
+
+def raster_walk(stepper, x: torch.Tensor, wants, choose, progress: bool = False,
+                desc: str = "sampling") -> torch.Tensor:
+    """The walk of a model that generates in raster order, driven by its ``stepper`` (``model.walk`` calls it).
+
+    Args:
+        stepper: a ``pixelrnn.models.base.Stepper`` for ``len(x)`` images.
+        x: int64 [B, C, H, W], filled in place.
+        wants: ``wants(c, i, j)``: whether value (c, i, j) is to be chosen.
+        choose: ``choose(c, i, j, logits [B, K])``: the values [B] to put there.
+    """
+    channels, height, width = x.shape[1:]
+    pixels = tqdm(total=height * width, desc=desc, unit="pixel", disable=None if progress else True, leave=False)
+    for i in range(height):
+        for j in range(width):
+            for c in range(channels):
+                wanted = wants(c, i, j)
+                # The last channel's pass always runs: it leaves the pixel's final activations in the caches.
+                if wanted or c == channels - 1:
+                    logits = stepper.logits(x, i, j)[:, :, c]  # (B, K)
+                if wanted:
+                    x[:, c, i, j] = choose(c, i, j, logits)
+            pixels.update(1)
+        stepper.end_row(x, i)
+    pixels.close()
+    return x
 
 
 class AutoregressiveModel(nn.Module):
@@ -247,7 +276,7 @@ class AutoregressiveModel(nn.Module):
             ``x``, filled in place.
         """
         stepper = self.stepper(len(x), y=y, context=context)
-        return generate.raster_walk(stepper, x, wants, choose, progress=progress, desc=desc)
+        return raster_walk(stepper, x, wants, choose, progress=progress, desc=desc)
 
     sample = generate.sample
     complete = generate.complete
