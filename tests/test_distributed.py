@@ -24,9 +24,11 @@ from pixelrnn.config import TrainConfig
 from pixelrnn.presets import preset
 from pixelrnn.errors import ConfigError
 from pixelrnn.train import train
+import faults
 
 SRC = str(Path(pixelrnn.__file__).resolve().parents[1])
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+FAULTS = str(Path(__file__).resolve().parent / "faults.py")
 TIMEOUT = 180  # seconds for any one job; the process group times out well before
 STEPS = 20
 TRAIN_FLAGS = ["train", "--preset", "tiny", "--steps", str(STEPS), "--checkpoint-every", "5", "--eval-every", "10",
@@ -44,9 +46,11 @@ def env() -> dict:
 
 
 def torchrun(*args, nproc=2, extra_env=None, check=True, node_flags=None) -> subprocess.CompletedProcess:
-    """Run ``pixelrnn ARGS`` under torchrun on 127.0.0.1 with ``nproc`` processes."""
+    """Run ``pixelrnn ARGS`` under torchrun on 127.0.0.1 with ``nproc`` processes (through tests/faults.py when
+    ``extra_env`` injects a fault)."""
     launch = node_flags or ["--nnodes", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{free_port()}"]
-    command = [*TORCHRUN, *launch, "--nproc_per_node", str(nproc), "--max_restarts", "0", "-m", "pixelrnn", *args]
+    program = [FAULTS] if faults.FAIL_ENV in (extra_env or {}) else ["-m", "pixelrnn"]
+    command = [*TORCHRUN, *launch, "--nproc_per_node", str(nproc), "--max_restarts", "0", *program, *args]
     result = subprocess.run(command, env={**env(), **(extra_env or {})}, capture_output=True, text=True,
                             timeout=TIMEOUT)
     if check and result.returncode != 0:
@@ -107,12 +111,12 @@ def test_a_failing_rank_ends_the_job_and_the_run_resumes_exactly(tmp_path, two_r
     ranks, the global batch still divides) to the same weights to 1e-5; where it does not divide, one clear line."""
     run = tmp_path / "run"
     start = time.perf_counter()
-    result = torchrun(*TRAIN_FLAGS, "--out", str(run), extra_env={distributed.FAIL_ENV: "1:12"}, check=False)
+    result = torchrun(*TRAIN_FLAGS, "--out", str(run), extra_env={faults.FAIL_ENV: "1:12"}, check=False)
     assert result.returncode != 0
     assert time.perf_counter() - start < 90
     lines = [line for line in result.stderr.splitlines() if line.startswith("pixelrnn train: failed")]
     assert lines == ["pixelrnn train: failed (rank 1 of 2): RuntimeError: test failure injected at step 12 "
-                     f"({distributed.FAIL_ENV}=1:12)"]
+                     f"({faults.FAIL_ENV}=1:12)"]
     assert load_trainer_state(run)["step"] == 10
     shutil.copytree(run, tmp_path / "copy")
 

@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +105,6 @@ def _save(path: Path, model: AutoregressiveModel, trainer_state: dict | None, ex
         metadata = {"format": FORMAT, "version": VERSION, "config": json.dumps(model.config),
                     "sha256": weights_sha256(weights)}
         save_file(weights, str(tmp / WEIGHTS), metadata=metadata)
-        _test_hook(path)
         (tmp / CONFIG).write_text(json.dumps({"model": model.config, **(extra_config or {})}, indent=2) + "\n")
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER)
@@ -126,15 +124,6 @@ def _save(path: Path, model: AutoregressiveModel, trainer_state: dict | None, ex
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
-
-
-def _test_hook(path: Path) -> None:
-    """For the kill-during-save test only: ``$PIXELRNN_TEST_SAVE_HOOK`` = ``NAME:MARKER`` makes the save of checkpoint
-    NAME create the file MARKER and wait, half-written, to be killed."""
-    name, _, marker = os.environ.get("PIXELRNN_TEST_SAVE_HOOK", "").partition(":")
-    if name == path.name:
-        Path(marker).touch()
-        time.sleep(60)
 
 
 def resolve(path: str | Path) -> Path:

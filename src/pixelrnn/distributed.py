@@ -22,7 +22,6 @@ default 600), so a rank that waits for a dead peer ends instead of hanging; torc
 
 from __future__ import annotations
 
-import hashlib
 import os
 from contextlib import contextmanager
 from datetime import timedelta
@@ -30,11 +29,11 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from .checkpoint import weights_sha256
 from .devices import resolve_device
 from .errors import ConfigError
 
 TIMEOUT_ENV = "PIXELRNN_DIST_TIMEOUT"
-FAIL_ENV = "PIXELRNN_TEST_FAIL_AT"  # "RANK:STEP": that rank raises at that step (tests of failure handling)
 
 
 def launched() -> bool:
@@ -167,11 +166,8 @@ def check_replicas(model: torch.nn.Module) -> None:
     """Raise if the ranks' weights differ by a single bit (they must: DDP gives every rank the same update)."""
     if not active():
         return
-    digest = hashlib.sha256()
-    for value in model.state_dict().values():
-        digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     digests = [None] * world_size()
-    dist.all_gather_object(digests, digest.hexdigest())
+    dist.all_gather_object(digests, weights_sha256(model.state_dict()))
     if len(set(digests)) != 1:
         raise RuntimeError(f"the ranks' weights differ after training (digests {digests}); this is a bug")
 
@@ -188,12 +184,3 @@ def describe_failure(error: BaseException) -> str:
         return (f"stopped{where()}: lost contact with another rank, which most likely failed (see its message; "
                 f"{type(error).__name__})")
     return f"failed{where()}: {type(error).__name__}: {first}"
-
-
-def fault_hook(step: int) -> None:
-    """Raise at the step that ``PIXELRNN_TEST_FAIL_AT=RANK:STEP`` names, on that rank (for tests)."""
-    spec = os.environ.get(FAIL_ENV)
-    if spec:
-        fail_rank, fail_step = (int(v) for v in spec.split(":"))
-        if rank() == fail_rank and step == fail_step:
-            raise RuntimeError(f"test failure injected at step {step} ({FAIL_ENV}={spec})")

@@ -1,0 +1,60 @@
+"""Faults injected into a real `pixelrnn` process, for the tests of what a failure leaves behind.
+
+Run as ``python tests/faults.py ARGS...`` (or as torchrun's script) instead of ``pixelrnn ARGS...``: it patches the
+library as the environment says, then runs the command line. Nothing of this is in the package itself.
+
+- ``PIXELRNN_TEST_FAIL_AT=RANK:STEP``: that rank raises when it fetches the batch of that step.
+- ``PIXELRNN_TEST_SAVE_HOOK=NAME:MARKER``: the save of checkpoint NAME writes its weights, creates the file MARKER and
+  waits, half-written, to be killed.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+FAIL_ENV = "PIXELRNN_TEST_FAIL_AT"
+SAVE_HOOK_ENV = "PIXELRNN_TEST_SAVE_HOOK"
+
+
+def fail_at(rank: int, step: int) -> None:
+    from pixelrnn import distributed, train
+
+    batch_indices = train.batch_indices
+
+    def failing(at: int, *args, **kwargs):
+        if distributed.rank() == rank and at == step:
+            raise RuntimeError(f"test failure injected at step {step} ({FAIL_ENV}={rank}:{step})")
+        return batch_indices(at, *args, **kwargs)
+
+    train.batch_indices = failing
+
+
+def hang_in_save(name: str, marker: str) -> None:
+    from pixelrnn import checkpoint
+
+    save_file = checkpoint.save_file
+
+    def hanging(tensors, filename, *args, **kwargs):
+        save_file(tensors, filename, *args, **kwargs)
+        if Path(filename).parent.name.startswith(f".{name}.tmp-"):  # the temporary folder of checkpoint NAME
+            Path(marker).touch()
+            time.sleep(60)
+
+    checkpoint.save_file = hanging
+
+
+def main() -> int:
+    if os.environ.get(FAIL_ENV):
+        rank, step = (int(v) for v in os.environ[FAIL_ENV].split(":"))
+        fail_at(rank, step)
+    if os.environ.get(SAVE_HOOK_ENV):
+        name, _, marker = os.environ[SAVE_HOOK_ENV].partition(":")
+        hang_in_save(name, marker)
+    from pixelrnn.cli import main as cli_main
+
+    return cli_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
