@@ -3,10 +3,7 @@
 The output head (section 3.5 and table 4 of the paper): ReLU, a 1 x 1 mask-B convolution to ``head`` maps, ReLU, and
 a 1 x 1 mask-B convolution to C*K logits, reshaped to one K-way softmax per colour value.
 
-The residual and layer-to-output (skip) paths around a stack of layers (section 3.4 of the paper), written once for
-every family (:func:`residual_skip_stack`), on whole maps and on one pixel's features alike.
-
-And the step-wise forms of the masked convolutions, which every family's stepper uses to evaluate a layer at one
+The step-wise forms of the masked convolutions, which every family's stepper uses to evaluate a layer at one
 new pixel from a cache of its input (fast generation, :mod:`pixelrnn.generate`). Caches are channels-last,
 (B, rows, columns, features), padded with zeros where a layer reads outside the image. A k x k convolution reads
 only the rows above and its own row (the mask zeroes every tap that is not computed yet, exactly as in the full pass).
@@ -14,46 +11,16 @@ only the rows above and its own row (the mask zeroes every tap that is not compu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..masks import ColourGroups, MaskedConv2d
 
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
 
 def linear_of(conv: MaskedConv2d) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A 1 x 1 masked convolution as the (weight, bias) of F.linear, for one pixel's features."""
     return conv.masked_weight()[:, :, 0, 0], conv.bias
-
-
-def residual_skip_stack(stream: torch.Tensor, layer: Callable[[int, torch.Tensor], torch.Tensor],
-                        skip: Callable[[int, torch.Tensor], torch.Tensor] | None, count: int, residual: bool,
-                        biases: Sequence[torch.Tensor | None] = ()) -> torch.Tensor:
-    """The residual and skip paths around ``count`` layers, from the first layer's 2h maps to the head's input.
-
-    Args:
-        stream: the first (mask-A) layer's output, (B, 2h, H, W) or one pixel's (B, 2h).
-        layer: ``layer(k, stream)``: layer k's 2h output from its input.
-        skip: ``skip(k, out)``: layer k's learned 1 x 1 connection to the output; None: no skip connections, the head
-            reads the last layer's output.
-        residual: add each layer's output to its input (else the output replaces it).
-        biases: per layer, a conditioning bias added to its input stream first (the PixelCNN's), or None.
-    """
-    skip_sum = None
-    for k in range(count):
-        if k < len(biases) and biases[k] is not None:
-            stream = stream + biases[k]
-        out = layer(k, stream)  # (B, 2h, ...)
-        stream = stream + out if residual else out
-        if skip is not None:
-            skipped = skip(k, out)
-            skip_sum = skipped if skip_sum is None else skip_sum + skipped
-    return stream if skip is None else skip_sum
 
 
 class OutputHead(nn.Module):

@@ -6,8 +6,8 @@ then the output head (two ReLU + 1 x 1 mask-B layers) gives C*K logits.
 
 Section 4 of the paper: "Residual and layer-to-output connections are used across the layers of all three
 networks", the PixelCNN included. So by default each block's 2h output also reaches the head through its own
-learned 1 x 1 mask-B convolution, and the head reads the sum of these skips, exactly as in the LSTM models
-(:func:`.layers.residual_skip_stack`). ``skip=False`` gives a head that reads the last block (what checkpoints
+learned 1 x 1 mask-B convolution, and the head reads the sum of these skips, exactly as in the LSTM models.
+``skip=False`` gives a head that reads the last block (what checkpoints
 written before the option existed hold); ``residual=False`` drops the additions to the blocks' inputs. The receptive field is bounded and has the
 well-known blind spot to the upper right; that is a property of this model, kept as the paper has it.
 
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..masks import ColourGroups, MaskedConv2d
 from .base import AutoregressiveModel, ModelConfig, Stepper
-from .layers import ConvAt, OutputHead, linear_of, residual_skip_stack
+from .layers import ConvAt, OutputHead, linear_of
 from .registry import register
 
 
@@ -48,8 +48,8 @@ class PixelCNNConfig(ModelConfig):
 
 
 class ResidualBlock(nn.Module):
-    """Figure 5 of the paper: a bottleneck of 1x1, kxk and 1x1 mask-B convolutions; the residual stack around the
-    blocks (:func:`.layers.residual_skip_stack`) adds its output to its input."""
+    """Figure 5 of the paper: a bottleneck of 1x1, kxk and 1x1 mask-B convolutions; ``PixelCNN.forward`` adds its
+    output to its input."""
 
     def __init__(self, hidden: int, kernel: int, colours: ColourGroups):
         super().__init__()
@@ -84,12 +84,18 @@ class PixelCNN(AutoregressiveModel):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
         self.check_images(x)
-        biases = self.layer_biases(y, context)
-        h = self.input(self.to_inputs(x))  # (B, 2h, H, W)
-        skip = (lambda k, out: self.skips[k](out)) if self.cfg.skip else None
-        features = residual_skip_stack(h, lambda k, s: self.blocks[k](s), skip, self.cfg.layers, self.cfg.residual,
-                                       biases)  # (B, 2h, H, W)
-        return self.head(features)  # (B, K, C, H, W)
+        biases = self.layer_biases(y, context) or [None] * self.cfg.layers
+        stream = self.input(self.to_inputs(x))  # (B, 2h, H, W)
+        skip_sum = None
+        for k, block in enumerate(self.blocks):
+            if biases[k] is not None:
+                stream = stream + biases[k]  # the conditioning bias joins the block's input
+            out = block(stream)  # (B, 2h, H, W)
+            stream = stream + out if self.cfg.residual else out
+            if self.cfg.skip:
+                skipped = self.skips[k](out)  # (B, 2h, H, W)
+                skip_sum = skipped if skip_sum is None else skip_sum + skipped
+        return self.head(skip_sum if self.cfg.skip else stream)  # (B, K, C, H, W)
 
     def stepper(self, batch: int, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> PixelCNNStepper:
@@ -125,9 +131,16 @@ class PixelCNNStepper(Stepper):
         return F.linear(torch.relu(block.conv(block.cache, i, j)), *block.expand)  # (B, 2h)
 
     def logits(self, x, i, j):
-        h = self.input.on_image(x, i, j, self.model.to_inputs)  # (B, 2h)
-        skip = (lambda k, out: F.linear(out, *self.skips[k])) if self.skips else None
-        biases = [self.bias(n, i, j) for n in range(len(self.blocks))]
-        features = residual_skip_stack(h, lambda k, s: self.block_at(k, s, i, j), skip, len(self.blocks),
-                                       self.model.cfg.residual, biases)  # (B, 2h)
-        return self.model.head.at(features)  # (B, K, C)
+        """The loop of ``PixelCNN.forward`` at one pixel."""
+        stream = self.input.on_image(x, i, j, self.model.to_inputs)  # (B, 2h)
+        skip_sum = None
+        for k in range(len(self.blocks)):
+            bias = self.bias(k, i, j)
+            if bias is not None:
+                stream = stream + bias
+            out = self.block_at(k, stream, i, j)  # (B, 2h)
+            stream = stream + out if self.model.cfg.residual else out
+            if self.skips:
+                skipped = F.linear(out, *self.skips[k])  # (B, 2h)
+                skip_sum = skipped if skip_sum is None else skip_sum + skipped
+        return self.model.head.at(skip_sum if self.skips else stream)  # (B, K, C)

@@ -11,15 +11,15 @@ Both connections can be switched off (``residual=False``, ``skip=False``) to rer
 connections the head reads the sum of the skips; without, it reads the last layer's output. The initial states of every LSTM layer are learned (section 5.2 of the paper)
 unless ``learn_initial_state=False``, which gives zero states.
 
-The stack is written once (:meth:`RecurrentPixelModel.stack`) and runs both on whole maps (the full pass) and on
-one pixel's features (:class:`RecurrentStepper`, fast generation). Each family's layer module provides the three
+The loop over the layers is written out in ``RecurrentPixelModel.forward`` (whole maps) and mirrored in
+:class:`RecurrentStepper` (one pixel's features, fast generation); a test holds the two to the same logits. Each family's layer module provides the three
 forms of its layer: ``forward`` (the fast scan), ``forward_reference`` (plain convolutions) and ``stepper``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ from torch import nn
 
 from ..masks import ColourGroups, MaskedConv2d
 from .base import AutoregressiveModel, ModelConfig, Stepper
-from .layers import ConvAt, OutputHead, linear_of, residual_skip_stack
+from .layers import ConvAt, OutputHead, linear_of
 
 
 @dataclass(frozen=True)
@@ -78,26 +78,19 @@ class RecurrentPixelModel(AutoregressiveModel):
     def make_layer(self, colours: ColourGroups) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def stack(self, stream: torch.Tensor, states: Callable[[int, torch.Tensor], torch.Tensor],
-              conv1x1: Callable[[MaskedConv2d, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """The residual and skip paths around the LSTM layers, from the input conv's 2h maps to the head's input.
-
-        Args:
-            stream: the input convolution's output, (B, 2h, H, W) or one pixel's (B, 2h).
-            states: ``states(k, stream)``: layer k's h states from its input.
-            conv1x1: applies an output or skip convolution (a 1 x 1 mask-B conv) to maps or to one pixel.
-        """
-        skip = (lambda k, out: conv1x1(self.skips[k], out)) if self.cfg.skip else None
-        return residual_skip_stack(stream, lambda k, s: conv1x1(self.outputs[k], states(k, s)), skip,
-                                   self.cfg.layers, self.cfg.residual)
-
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
         self.check_images(x)
         biases = self.layer_biases(y, context) or [None] * len(self.lstm_layers)
         stream = self.input(self.to_inputs(x))  # (B, 2h, H, W)
-        features = self.stack(stream, lambda k, s: self.lstm_layers[k](s, biases[k]), lambda conv, t: conv(t))
-        return self.head(features)  # (B, K, C, H, W)
+        skip_sum = None
+        for k, layer in enumerate(self.lstm_layers):
+            out = self.outputs[k](layer(stream, biases[k]))  # (B, h, H, W) states -> (B, 2h, H, W)
+            stream = stream + out if self.cfg.residual else out
+            if self.cfg.skip:
+                skipped = self.skips[k](out)  # (B, 2h, H, W)
+                skip_sum = skipped if skip_sum is None else skip_sum + skipped
+        return self.head(skip_sum if self.cfg.skip else stream)  # (B, K, C, H, W)
 
     def stepper(self, batch: int, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> RecurrentStepper:
@@ -105,7 +98,7 @@ class RecurrentPixelModel(AutoregressiveModel):
 
 
 class RecurrentStepper(Stepper):
-    """A recurrent model at one pixel at a time: the same :meth:`RecurrentPixelModel.stack`, on one pixel."""
+    """A recurrent model at one pixel at a time: the loop of ``RecurrentPixelModel.forward``, on one pixel."""
 
     def __init__(self, model: RecurrentPixelModel, batch: int, **conditions):
         super().__init__(model, batch, **conditions)
@@ -115,10 +108,18 @@ class RecurrentStepper(Stepper):
         self.linear = {conv: linear_of(conv) for conv in convs}  # masked once, not at every pixel
 
     def logits(self, x, i, j):
-        stream = self.input.on_image(x, i, j, self.model.to_inputs)  # (B, 2h)
-        features = self.model.stack(stream, lambda k, s: self.layers[k].at(s, i, j, self.bias(k, i, j)),
-                                    lambda conv, t: F.linear(t, *self.linear[conv]))  # (B, 2h)
-        return self.model.head.at(features)  # (B, K, C)
+        """The loop of ``RecurrentPixelModel.forward`` at one pixel."""
+        model = self.model
+        stream = self.input.on_image(x, i, j, model.to_inputs)  # (B, 2h)
+        skip_sum = None
+        for k, layer in enumerate(self.layers):
+            states = layer.at(stream, i, j, self.bias(k, i, j))  # (B, h)
+            out = F.linear(states, *self.linear[model.outputs[k]])  # (B, 2h)
+            stream = stream + out if model.cfg.residual else out
+            if model.cfg.skip:
+                skipped = F.linear(out, *self.linear[model.skips[k]])  # (B, 2h)
+                skip_sum = skipped if skip_sum is None else skip_sum + skipped
+        return model.head.at(skip_sum if model.cfg.skip else stream)  # (B, K, C)
 
     def end_row(self, x, i):
         for k, layer in enumerate(self.layers):
