@@ -22,6 +22,7 @@ default 600), so a rank that waits for a dead peer ends instead of hanging; torc
 
 from __future__ import annotations
 
+import gc
 import os
 from contextlib import contextmanager
 from datetime import timedelta
@@ -84,9 +85,16 @@ def session(device: str | None = "auto"):
         # sys.exit(0) inside the block is a normal end. Leaving gloo's worker threads alive into interpreter
         # shutdown can abort the process (SIGABRT) after its work is done, so say goodbye here as well.
         if e.code in (None, 0):
-            dist.destroy_process_group()
+            _leave()
         raise
     # On any other exception the process ends without a goodbye: the peers may be gone or stuck.
+    _leave()
+
+
+def _leave() -> None:
+    # DistributedDataParallel's reducer sits in reference cycles; collected only at interpreter shutdown, after the
+    # group is gone, its destructor can abort the process. Collect it while the group is alive.
+    gc.collect()
     dist.destroy_process_group()
 
 
