@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..checkpoint import RunFolder, load_checkpoint, load_trainer_state, save_checkpoint, training_config
+from ..checkpoint import RunFolder, load_checkpoint, load_trainer_state, save_checkpoint, read_training_config
 from ..data import load_dataset
 from ..errors import ConfigError
 from ..evaluate import evaluate
@@ -54,6 +54,20 @@ def _training_seconds(metrics: Path) -> float | None:
     with open(metrics, newline="") as f:
         seconds = [float(row["seconds"]) for row in csv.DictReader(f) if row.get("seconds")]
     return max(seconds, default=None)
+
+
+def _store(folder: Path, model, trained: dict, bits, device: str):
+    """Save ``model`` into ``folder`` in bf16 if that keeps its test bits/dim within ``BF16_TOLERANCE``, else in
+    fp32; returns (the model as loaded back, the storage dtype, fp32 bits/dim, bf16 bits/dim)."""
+    fp32 = bits(model)
+    save_checkpoint(folder, copy.deepcopy(model).cpu().to(torch.bfloat16), extra_config={"train": trained})
+    shipped = load(folder, device)
+    bf16 = bits(shipped)  # what bf16 storage gives back on load
+    storage = torch.bfloat16 if abs(bf16 - fp32) <= BF16_TOLERANCE else torch.float32
+    if storage == torch.float32:
+        save_checkpoint(folder, copy.deepcopy(model).cpu(), extra_config={"train": trained})
+        shipped = load(folder, device)
+    return shipped, storage, fp32, bf16
 
 
 def export(run: str | Path, name: str, directory: str | Path | None = None, force: bool = False,
@@ -82,8 +96,8 @@ def export(run: str | Path, name: str, directory: str | Path | None = None, forc
         raise ConfigError(f"{folder} exists; pass --force to replace the shipped model {name!r}")
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"{name!r} is not a usable name; use letters, digits and dashes, e.g. fashion-pixelcnn")
-    trained = {k: v for k, v in training_config(run).items() if k != "data_dir"}  # a path of the training machine
-    data = load_dataset(trained["data"], "test", training_config(run).get("data_dir"),
+    trained = {k: v for k, v in read_training_config(run).items() if k != "data_dir"}  # a path of the training machine
+    data = load_dataset(trained["data"], "test", read_training_config(run).get("data_dir"),
                         image_size=trained.get("image_size"))
     model = load_checkpoint(run, device).float()
 
@@ -96,16 +110,9 @@ def export(run: str | Path, name: str, directory: str | Path | None = None, forc
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
     try:
-        fp32 = bits(model)
-        save_checkpoint(tmp, copy.deepcopy(model).cpu().to(torch.bfloat16), extra_config={"train": trained})
-        shipped = load(tmp, device)
-        bf16 = bits(shipped)  # what bf16 storage gives back on load
-        storage = torch.bfloat16 if abs(bf16 - fp32) <= BF16_TOLERANCE else torch.float32
+        shipped, storage, fp32, bf16 = _store(tmp, model, trained, bits, device)
         log(f"test bits/dim over {len(data)} images: fp32 weights {fp32:.5f}, bf16 weights {bf16:.5f}: "
             f"storing {'bf16' if storage == torch.bfloat16 else 'fp32'}")
-        if storage == torch.float32:
-            save_checkpoint(tmp, copy.deepcopy(model).cpu(), extra_config={"train": trained})
-            shipped = load(tmp, device)
         first = min(FIRST_IMAGES, len(data))
         record = {
             "name": name, "data": trained["data"], "model": shipped.config["model"],
