@@ -213,7 +213,7 @@ def trained_checkpoint(c: Contender, args, log) -> Path:
     config = train_config(c, args)
     at_n = run.step(args.steps)
     if run.has_checkpoint():
-        before = run.read_config()
+        before = run.read_training_config()
         changed = [k for k in SAME if before.get(k) != config.to_dict()[k]]
         if changed:
             raise ConfigError(f"{run.root} was trained with other values of {', '.join(changed)}; "

@@ -32,8 +32,9 @@ from safetensors.torch import load_file, save_file
 
 from pixelrnn import checkpoint
 from pixelrnn.checkpoint import RunFolder
-from pixelrnn import cli
+from pixelrnn import fitting
 from pixelrnn.cli import main
+import faults
 
 OUTCOMES: Counter = Counter()
 
@@ -367,10 +368,10 @@ def test_kill_during_checkpoint_then_resume(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(checkpoint.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     marker = tmp_path / "saving"
     run = tmp_path / "run"
-    argv = [sys.executable, "-c", "import sys; from pixelrnn.cli import main; sys.exit(main())", "train",
+    argv = [sys.executable, str(Path(__file__).resolve().parent / "faults.py"), "train",
             "--preset", "tiny", "--steps", "6", "--set",
             "checkpoint_every=2", "--out", str(run), "--quiet"]
-    child = subprocess.Popen(argv, env={**env, "PIXELRNN_TEST_SAVE_HOOK": f"step-000000004:{marker}"},
+    child = subprocess.Popen(argv, env={**env, faults.SAVE_HOOK_ENV: f"step-000000004:{marker}"},
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not marker.exists():
@@ -414,11 +415,11 @@ def test_a_class_conditional_model_is_not_used_without_classes(tmp_path, capsys,
         Image.fromarray(np.full((8, 8), 16 * i, dtype=np.uint8)).save(folder / f"{i}.png")
     err = refused(capsys, ["compress", str(run), str(folder / "0.png"), "-o", str(tmp_path / "x.prnn")], tmp_path)
     assert "class-conditional" in err and "fashion-pixelcnn" in err
-    real_load = cli.load_dataset
+    real_load = fitting.load_dataset
 
     def unlabelled(*args, **kwargs):  # digits as an unlabelled set of the model's shape and levels would be
         return dataclasses.replace(real_load(*args, **kwargs), labels=None)
 
-    monkeypatch.setattr(cli, "load_dataset", unlabelled)
+    monkeypatch.setattr(fitting, "load_dataset", unlabelled)
     err = refused(capsys, ["evaluate", str(run), "--quiet"], tmp_path)
     assert "no class labels" in err and "--data digits" in err

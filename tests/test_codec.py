@@ -53,6 +53,18 @@ def test_a_single_image_and_float64_models():
     assert torch.equal(codec.decode(model, codec.encode(model, image)), image[None])
 
 
+def test_a_class_conditional_model_is_refused_from_python():
+    """A file stores no class, and without one a class-conditional model codes poorly: encode and decode refuse it
+    themselves, so a Python caller gets the same clear error as `pixelrnn compress`."""
+    conditional = tiny_model("pixelcnn", (1, 4, 4), 4, num_classes=3)
+    images = torch.randint(0, 4, (2, 1, 4, 4), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match="class-conditional.*fashion-pixelcnn"):
+        codec.encode(conditional, images)
+    data = codec.encode(tiny_model("pixelcnn", (1, 4, 4), 4), images)
+    with pytest.raises(ConfigError, match="class-conditional.*fashion-pixelcnn"):
+        codec.decode(conditional, data)
+
+
 def test_the_fixed_overhead_is_at_most_40_bytes():
     model = tiny_model("pixelcnn", (1, 8, 8), 17, dtype=torch.float32)
     for count in (1, 10):

@@ -4,7 +4,6 @@ The mechanism is tested end to end on a tiny digits model exported into a tempor
 before any real checkpoint ships. The regression tests run over whatever the package ships.
 """
 
-import json
 import shutil
 from pathlib import Path
 

@@ -165,10 +165,10 @@ def by_hand(model, x):
     skips = []
     for k, layer in enumerate(model.lstm_layers):
         out = model.outputs[k](layer.forward_reference(stream))  # (B, 2h, H, W)
-        stream = stream + out if model.cfg.residual else out
-        if model.cfg.skip:
+        stream = stream + out if model.settings.residual else out
+        if model.settings.skip:
             skips.append(model.skips[k](out))
-    return model.head(sum(skips) if model.cfg.skip else stream)
+    return model.head(sum(skips) if model.settings.skip else stream)
 
 
 @pytest.mark.parametrize("name", ["row_lstm", "diagonal_bilstm"])

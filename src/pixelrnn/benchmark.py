@@ -14,7 +14,8 @@ import time
 
 import torch
 
-from .config import TrainConfig
+from .config import TrainConfig, check_kernels
+from .models import build_model
 from .distributions import bits_per_dim
 from .train import make_optimizer, train_step
 
@@ -50,6 +51,30 @@ def train_speed(model, batches: list[torch.Tensor], precision: str = "fp32", war
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
     return {"images_per_s": len(batches[0]) / median, "step_seconds": median}
+
+
+def bench(model_name: str, data, options: dict, precisions: list[str], batch_size: int = 16,
+          device: torch.device | str = "cpu", warmup: int = 3, steps: int = 10):
+    """Training speed of one model configuration in each precision, on random batches of ``data``'s images.
+
+    Args:
+        model_name: the model family.
+        data: an :class:`~pixelrnn.data.ImageData` whose images (and shape and levels) to use.
+        options: the family's options (``layers``, ``hidden``, ...).
+        precisions: the precisions to measure, in order.
+        batch_size, device, warmup, steps: as :func:`train_speed`.
+
+    Yields:
+        (precision, :func:`train_speed`'s dict), one per precision: the same seeded model and batches for each.
+    """
+    check_kernels(options, data.image_shape)
+    gen = torch.Generator().manual_seed(0)
+    for precision in precisions:
+        torch.manual_seed(0)
+        model = build_model(model_name, data.image_shape, data.levels, **options).to(device)
+        batches = [data.images[torch.randint(len(data), (batch_size,), generator=gen)].long().to(device)
+                   for _ in range(4)]
+        yield precision, train_speed(model, batches, precision, warmup=warmup, steps=steps)
 
 
 def training_flops(model, x: torch.Tensor) -> int:

@@ -152,8 +152,8 @@ def _weights_file(path: Path) -> Path:
     return path if path.is_file() else path / WEIGHTS
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    """The model config stored in a checkpoint, without loading its weights."""
+def read_model_config(path: str | Path) -> dict[str, Any]:
+    """The model config stored in a checkpoint's weights file (``model.config``), without loading the weights."""
     return _read_metadata(_weights_file(resolve(path)))[0]
 
 
@@ -247,8 +247,8 @@ def load_trainer_state(path: str | Path) -> dict | None:
         raise CheckpointError(f"{file} could not be read ({type(e).__name__}); it may be truncated or corrupt") from None
 
 
-def training_config(path: str | Path) -> dict[str, Any]:
-    """The training config stored beside a checkpoint ({} when it has none, e.g. a bare weights file)."""
+def read_training_config(path: str | Path) -> dict[str, Any]:
+    """The training config stored beside a checkpoint, in its config.json ({} when it has none, e.g. a bare weights file)."""
     where = resolve(path)
     config_file = where / CONFIG if where.is_dir() else None
     if config_file and config_file.is_file():
@@ -269,7 +269,8 @@ class RunFolder:
         object.__setattr__(self, "root", Path(self.root))  # accept a str, as every path argument here does
 
     @property
-    def config(self) -> Path:
+    def training_config(self) -> Path:
+        """The run's training config (``train_config.json``): what ``--resume`` continues with."""
         return self.root / RUN_CONFIG
 
     @property
@@ -303,11 +304,11 @@ class RunFolder:
         """Where ``pixelrnn evaluate`` writes its result for a data set and split."""
         return self.root / f"eval-{data.replace(':', '_').replace('/', '_')}-{split}.json"
 
-    def read_config(self) -> dict[str, Any]:
-        return _read_json(self.config)
+    def read_training_config(self) -> dict[str, Any]:
+        return _read_json(self.training_config)
 
-    def write_config(self, values: dict[str, Any]) -> None:
-        write_atomic(self.config, (json.dumps(values, indent=2) + "\n").encode())
+    def write_training_config(self, values: dict[str, Any]) -> None:
+        write_atomic(self.training_config, (json.dumps(values, indent=2) + "\n").encode())
 
     def clean(self) -> list[Path]:
         """Remove what an interrupted save left in the checkpoints folder; returns what was removed."""

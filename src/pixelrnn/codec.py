@@ -38,7 +38,7 @@ import constriction
 import numpy as np
 import torch
 
-from .errors import CodecError, ImageError, PixelRNNError  # noqa: F401  (PixelRNNError: re-exported)
+from .errors import CodecError, ConfigError, ImageError, PixelRNNError  # noqa: F401  (PixelRNNError: re-exported)
 from .generate import num_threads, walk
 
 __all__ = ["BATCH", "CodecError", "Header", "VERSION", "decode", "encode", "fingerprint", "read_header"]
@@ -96,6 +96,13 @@ def _code(model, x: torch.Tensor, step, progress: bool, desc: str) -> None:
         return step(x[:, c, i, j], _probabilities(logits))
 
     walk(model, x, lambda c, i, j: True, choose, progress=progress, desc=desc)
+
+
+def _check_model(model) -> None:
+    if model.settings.num_classes:  # the file format stores no class, and without one the model codes poorly
+        raise ConfigError(f"the model is class-conditional ({model.settings.num_classes} classes), but a compressed file "
+                          "stores no class, and without one the model codes poorly; use an unconditional model, "
+                          "e.g. fashion-pixelcnn")
 
 
 def _check_images(model, images: torch.Tensor) -> torch.Tensor:
@@ -158,7 +165,12 @@ def encode(model, images: torch.Tensor, progress: bool = False) -> bytes:
 
     Returns:
         The file's bytes.
+
+    Raises:
+        ConfigError: the model is class-conditional (a file stores no class to condition on).
+        ImageError: the images do not fit the model.
     """
+    _check_model(model)
     images = _check_images(model, images.cpu())
     model = model.eval()
     encoder = constriction.stream.queue.RangeEncoder()
@@ -255,8 +267,10 @@ def decode(model, data: bytes, progress: bool = False) -> torch.Tensor:
         int64 images [N, C, H, W], exactly those that were encoded.
 
     Raises:
+        ConfigError: the model is class-conditional (no file is coded with one).
         CodecError: the file is damaged, invalid, of another version or model, or decodes to other images.
     """
+    _check_model(model)
     header = read_header(data)
     if header.model != bytes.fromhex(fingerprint(model))[:DIGEST]:
         raise CodecError("the file was compressed with another model (its fingerprint differs); decode it with "

@@ -61,7 +61,7 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
         for first in batches:
             x = to_device(images[first:first + batch_size], model.device).long()
             y = None
-            if labels is not None and model.cfg.num_classes:
+            if labels is not None and model.settings.num_classes:
                 y = to_device(labels[first:first + batch_size], model.device)
             with autocast(precision, model.device):
                 logp = score(x, y)

@@ -70,14 +70,14 @@ def _check_run_dir(run: ckpt.RunFolder, config: TrainConfig, resume: bool) -> No
     if not run.has_checkpoint():
         raise ConfigError(f"nothing to resume in {run.root}: it holds no checkpoint; drop --resume to start a run")
     run.clean()  # what a killed save left behind
-    before = TrainConfig.from_dict(run.read_config())
+    before = TrainConfig.from_dict(run.read_training_config())
     # Only how long and how often may change on resume; anything else would be a different run.
     may_change = {"steps", "epochs", "eval_every", "eval_limit", "checkpoint_every", "log_every", "eval_batch_size",
                   "data_dir", "grad_accum", "compile"}
     changed = [k for k, v in config.to_dict().items() if k not in may_change and before.to_dict()[k] != v]
     if changed:
         raise ConfigError(f"{run.root} was trained with other values of {', '.join(changed)}; "
-                          f"resume with the run's own settings (see {run.config})")
+                          f"resume with the run's own settings (see {run.training_config})")
 
 
 @dataclass
@@ -152,7 +152,7 @@ def _build(config: TrainConfig, data: ImageData, device: torch.device) -> Autore
     check_kernels(config.model_options, data.image_shape)
     torch.manual_seed(config.seed)
     model = build_model(config.model, data.image_shape, data.levels, **config.model_options)
-    classes = model.cfg.num_classes
+    classes = model.settings.num_classes
     if classes and (data.labels is None or data.num_classes != classes):
         raise ConfigError(f"a class-conditional model of {classes} classes needs labels of as many "
                           f"classes; {config.data} has {data.num_classes or 'no'} classes")
@@ -178,7 +178,7 @@ class TrainLoop:
             self._restore(state, verify)
         distributed.barrier()  # every rank has read the run folder before rank 0 writes to it
         if self.main:
-            run.write_config(config.to_dict())
+            run.write_training_config(config.to_dict())
         # What the steps run through: DDP averages the gradients over the ranks; torch.compile is optional.
         self.net = self.model
         if distributed.active():
@@ -213,7 +213,7 @@ class TrainLoop:
     def micro_batches(self, step: int) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """This rank's slice of each micro-step of the global batch of ``step``, as in a single process."""
         index = batch_indices(step, len(self.train_data), self.config.batch_size, self.config.seed)
-        labels = self.train_data.labels if self.model.cfg.num_classes else None
+        labels = self.train_data.labels if self.model.settings.num_classes else None
         return [(to_device(self.train_data.images[part], self.device).long(),
                  None if labels is None else to_device(labels[part], self.device))
                 for part in distributed.micro_batches(index, self.config.grad_accum)]

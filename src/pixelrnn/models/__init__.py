@@ -13,8 +13,8 @@ from . import diagonal_bilstm  # noqa: F401  (registers "diagonal_bilstm")
 from . import multiscale  # noqa: F401  (registers "multiscale")
 from .base import AutoregressiveModel, ModelConfig, Stepper
 from .multiscale import parse_sizes
-from .registry import (build_from_config, build_model, model_class, model_names, model_options, register,
-                       upgrade_config)
+from .registry import (build_from_config, build_model, model_class, model_defaults, model_names, model_options,
+                       register, upgrade_config)
 
 __all__ = ["AutoregressiveModel", "ModelConfig", "Stepper", "build_from_config", "build_model", "model_class",
-           "model_names", "model_options", "parse_sizes", "register", "upgrade_config"]
+           "model_defaults", "model_names", "model_options", "parse_sizes", "register", "upgrade_config"]

@@ -139,27 +139,32 @@ def raster_walk(stepper, x: torch.Tensor, wants, choose, progress: bool = False,
 
 
 class AutoregressiveModel(nn.Module):
-    """Base class: subclasses set ``name`` and ``Config`` and implement ``forward`` and ``stepper``."""
+    """Base class: subclasses set ``name`` and ``Config`` and implement ``forward`` and ``stepper``.
+
+    A model describes itself twice, for two readers: ``model.settings`` is its frozen, typed ``Config`` dataclass
+    (what the code reads: ``model.settings.hidden``), and ``model.config`` is the same as a plain JSON-able dict
+    with the family's name (what checkpoints store, and what ``build_model(**config)`` takes).
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]]
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, settings: ModelConfig):
         super().__init__()
-        self.cfg = cfg
+        self.settings = settings  # the typed settings; ``config`` is their JSON-able form
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return self.cfg.image_shape
+        return self.settings.image_shape
 
     @property
     def levels(self) -> int:
-        return self.cfg.levels
+        return self.settings.levels
 
     @property
     def config(self) -> dict[str, Any]:
         """A plain, JSON-able description; ``pixelrnn.build_model(**config)`` rebuilds the model."""
-        return {"model": self.name, **self.cfg.to_dict()}
+        return {"model": self.name, **self.settings.to_dict()}
 
     @property
     def dtype(self) -> torch.dtype:
@@ -177,12 +182,12 @@ class AutoregressiveModel(nn.Module):
         own unmasked 1 x 1 convolution. Neither sees any pixel of the image being modelled, so both keep the model
         causal and normalised for each condition.
         """
-        if self.cfg.num_classes:
-            self.class_bias = nn.ModuleList(nn.Embedding(self.cfg.num_classes, w) for w in widths)
+        if self.settings.num_classes:
+            self.class_bias = nn.ModuleList(nn.Embedding(self.settings.num_classes, w) for w in widths)
             for embedding in self.class_bias:
                 nn.init.zeros_(embedding.weight)
-        if self.cfg.context_channels:
-            self.context_bias = nn.ModuleList(nn.Conv2d(self.cfg.context_channels, w, 1) for w in widths)
+        if self.settings.context_channels:
+            self.context_bias = nn.ModuleList(nn.Conv2d(self.settings.context_channels, w, 1) for w in widths)
 
     def check_labels(self, y: torch.Tensor | int | None, batch: int | None = None) -> torch.Tensor | None:
         """Class labels as int64 [B] on the model's device, or a clear error; None stays None.
@@ -193,7 +198,7 @@ class AutoregressiveModel(nn.Module):
         """
         if y is None:
             return None
-        classes = self.cfg.num_classes
+        classes = self.settings.num_classes
         if not classes:
             raise ConfigError("this model is not class-conditional; build it with num_classes=N (train it with "
                               "--class-conditional) to pass class labels")
@@ -208,9 +213,9 @@ class AutoregressiveModel(nn.Module):
     def layer_biases(self, y: torch.Tensor | None, context: torch.Tensor | None) -> list[torch.Tensor | None]:
         """Per conditioned layer, the bias (B, width, H or 1, W or 1) to add to its input-to-state map, or None."""
         y = self.check_labels(y)
-        if context is not None and not self.cfg.context_channels:
+        if context is not None and not self.settings.context_channels:
             raise PixelRNNError("this model takes no context map")
-        count = len(self.class_bias) if self.cfg.num_classes else len(getattr(self, "context_bias", []))
+        count = len(self.class_bias) if self.settings.num_classes else len(getattr(self, "context_bias", []))
         biases: list[torch.Tensor | None] = [None] * count
         for k in range(count):
             if y is not None:

@@ -308,4 +308,4 @@ class DiagonalBiLSTM(RecurrentPixelModel):
     Config = DiagonalBiLSTMConfig
 
     def make_layer(self, colours: ColourGroups) -> nn.Module:
-        return DiagonalBiLSTMLayer(self.cfg.hidden, colours, self.cfg.learn_initial_state)
+        return DiagonalBiLSTMLayer(self.settings.hidden, colours, self.settings.learn_initial_state)

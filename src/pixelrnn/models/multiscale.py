@@ -123,23 +123,23 @@ class MultiScale(AutoregressiveModel):
     name = "multiscale"
     Config = MultiScaleConfig
 
-    def __init__(self, cfg: MultiScaleConfig):
-        super().__init__(cfg)
-        channels, height, width = cfg.image_shape
-        *lower, top = cfg.sizes
+    def __init__(self, settings: MultiScaleConfig):
+        super().__init__(settings)
+        channels, height, width = settings.image_shape
+        *lower, top = settings.sizes
         self.factor = height // top  # the same in both directions
-        options = dict(layers=cfg.layers, hidden=cfg.hidden, head=cfg.head, grouping=cfg.grouping,
-                       num_classes=cfg.num_classes, residual=cfg.residual, skip=cfg.skip)
-        if cfg.base != "pixelcnn":
-            options.update(learn_initial_state=cfg.learn_initial_state)
+        options = dict(layers=settings.layers, hidden=settings.hidden, head=settings.head, grouping=settings.grouping,
+                       num_classes=settings.num_classes, residual=settings.residual, skip=settings.skip)
+        if settings.base != "pixelcnn":
+            options.update(learn_initial_state=settings.learn_initial_state)
         small_shape = (channels, height // self.factor, width // self.factor)
         if lower:  # the levels below: a multi-scale model of the small image
-            self.small_model = build_model(self.name, small_shape, cfg.levels, small=tuple(lower), base=cfg.base,
-                                           upsample_channels=cfg.upsample_channels, **options)
+            self.small_model = build_model(self.name, small_shape, settings.levels, small=tuple(lower), base=settings.base,
+                                           upsample_channels=settings.upsample_channels, **options)
         else:
-            self.small_model = build_model(cfg.base, small_shape, cfg.levels, **options)
-        c = cfg.upsample_channels
-        self.conditional = build_model(cfg.base, cfg.image_shape, cfg.levels, context_channels=c, **options)
+            self.small_model = build_model(settings.base, small_shape, settings.levels, **options)
+        c = settings.upsample_channels
+        self.conditional = build_model(settings.base, settings.image_shape, settings.levels, context_channels=c, **options)
         self.upsample = nn.Sequential(
             nn.Conv2d(channels, c, 3, padding=1), nn.ReLU(),
             nn.ConvTranspose2d(c, c, self.factor, stride=self.factor), nn.ReLU(),  # s x s -> n x n

@@ -70,32 +70,32 @@ class PixelCNN(AutoregressiveModel):
     name = "pixelcnn"
     Config = PixelCNNConfig
 
-    def __init__(self, cfg: PixelCNNConfig):
-        super().__init__(cfg)
-        colours = cfg.colours
-        self.input = MaskedConv2d(colours.count, 2 * cfg.hidden, cfg.first_kernel, "A", colours)
-        self.blocks = nn.ModuleList(ResidualBlock(cfg.hidden, cfg.kernel, colours) for _ in range(cfg.layers))
-        if cfg.skip:
-            self.skips = nn.ModuleList(MaskedConv2d(2 * cfg.hidden, 2 * cfg.hidden, 1, "B", colours)
-                                       for _ in range(cfg.layers))
-        self.head = OutputHead(2 * cfg.hidden, cfg.head, cfg.levels, colours)
-        self.make_conditioning([2 * cfg.hidden] * cfg.layers)  # a conditioning bias joins each block's input
+    def __init__(self, settings: PixelCNNConfig):
+        super().__init__(settings)
+        colours = settings.colours
+        self.input = MaskedConv2d(colours.count, 2 * settings.hidden, settings.first_kernel, "A", colours)
+        self.blocks = nn.ModuleList(ResidualBlock(settings.hidden, settings.kernel, colours) for _ in range(settings.layers))
+        if settings.skip:
+            self.skips = nn.ModuleList(MaskedConv2d(2 * settings.hidden, 2 * settings.hidden, 1, "B", colours)
+                                       for _ in range(settings.layers))
+        self.head = OutputHead(2 * settings.hidden, settings.head, settings.levels, colours)
+        self.make_conditioning([2 * settings.hidden] * settings.layers)  # a conditioning bias joins each block's input
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
         self.check_images(x)
-        biases = self.layer_biases(y, context) or [None] * self.cfg.layers
+        biases = self.layer_biases(y, context) or [None] * self.settings.layers
         stream = self.input(self.to_inputs(x))  # (B, 2h, H, W)
         skip_sum = None
         for k, block in enumerate(self.blocks):
             if biases[k] is not None:
                 stream = stream + biases[k]  # the conditioning bias joins the block's input
             out = block(stream)  # (B, 2h, H, W)
-            stream = stream + out if self.cfg.residual else out
-            if self.cfg.skip:
+            stream = stream + out if self.settings.residual else out
+            if self.settings.skip:
                 skipped = self.skips[k](out)  # (B, 2h, H, W)
                 skip_sum = skipped if skip_sum is None else skip_sum + skipped
-        return self.head(skip_sum if self.cfg.skip else stream)  # (B, K, C, H, W)
+        return self.head(skip_sum if self.settings.skip else stream)  # (B, K, C, H, W)
 
     def stepper(self, batch: int, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> PixelCNNStepper:
@@ -122,7 +122,7 @@ class PixelCNNStepper(Stepper):
             conv = ConvAt(block.conv)
             cache = conv.cache(batch, self.height, self.width, block.conv.in_channels, self.like)
             self.blocks.append(BlockAt(linear_of(block.reduce), conv, cache, linear_of(block.expand)))
-        self.skips = [linear_of(conv) for conv in model.skips] if model.cfg.skip else None
+        self.skips = [linear_of(conv) for conv in model.skips] if model.settings.skip else None
 
     def block_at(self, n: int, h: torch.Tensor, i: int, j: int) -> torch.Tensor:
         """Block n's output (B, 2h) at pixel (i, j) from its input ``h`` there, caching what its k x k conv reads."""
@@ -139,7 +139,7 @@ class PixelCNNStepper(Stepper):
             if bias is not None:
                 stream = stream + bias
             out = self.block_at(k, stream, i, j)  # (B, 2h)
-            stream = stream + out if self.model.cfg.residual else out
+            stream = stream + out if self.model.settings.residual else out
             if self.skips:
                 skipped = F.linear(out, *self.skips[k])  # (B, 2h)
                 skip_sum = skipped if skip_sum is None else skip_sum + skipped

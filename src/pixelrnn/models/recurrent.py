@@ -64,15 +64,15 @@ class RecurrentPixelModel(AutoregressiveModel):
 
     Config = RecurrentConfig
 
-    def __init__(self, cfg: RecurrentConfig):
-        super().__init__(cfg)
-        colours, h = cfg.colours, cfg.hidden
-        self.input = MaskedConv2d(colours.count, 2 * h, cfg.first_kernel, "A", colours)
-        self.lstm_layers = nn.ModuleList(self.make_layer(colours) for _ in range(cfg.layers))
-        self.outputs = nn.ModuleList(MaskedConv2d(h, 2 * h, 1, "B", colours) for _ in range(cfg.layers))
-        if cfg.skip:
-            self.skips = nn.ModuleList(MaskedConv2d(2 * h, 2 * h, 1, "B", colours) for _ in range(cfg.layers))
-        self.head = OutputHead(2 * h, cfg.head, cfg.levels, colours)
+    def __init__(self, settings: RecurrentConfig):
+        super().__init__(settings)
+        colours, h = settings.colours, settings.hidden
+        self.input = MaskedConv2d(colours.count, 2 * h, settings.first_kernel, "A", colours)
+        self.lstm_layers = nn.ModuleList(self.make_layer(colours) for _ in range(settings.layers))
+        self.outputs = nn.ModuleList(MaskedConv2d(h, 2 * h, 1, "B", colours) for _ in range(settings.layers))
+        if settings.skip:
+            self.skips = nn.ModuleList(MaskedConv2d(2 * h, 2 * h, 1, "B", colours) for _ in range(settings.layers))
+        self.head = OutputHead(2 * h, settings.head, settings.levels, colours)
         self.make_conditioning([layer.input_to_state.out_channels for layer in self.lstm_layers])
 
     def make_layer(self, colours: ColourGroups) -> nn.Module:  # pragma: no cover - abstract
@@ -86,11 +86,11 @@ class RecurrentPixelModel(AutoregressiveModel):
         skip_sum = None
         for k, layer in enumerate(self.lstm_layers):
             out = self.outputs[k](layer(stream, biases[k]))  # (B, h, H, W) states -> (B, 2h, H, W)
-            stream = stream + out if self.cfg.residual else out
-            if self.cfg.skip:
+            stream = stream + out if self.settings.residual else out
+            if self.settings.skip:
                 skipped = self.skips[k](out)  # (B, 2h, H, W)
                 skip_sum = skipped if skip_sum is None else skip_sum + skipped
-        return self.head(skip_sum if self.cfg.skip else stream)  # (B, K, C, H, W)
+        return self.head(skip_sum if self.settings.skip else stream)  # (B, K, C, H, W)
 
     def stepper(self, batch: int, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> RecurrentStepper:
@@ -104,7 +104,7 @@ class RecurrentStepper(Stepper):
         super().__init__(model, batch, **conditions)
         self.input = ConvAt(model.input)
         self.layers = [layer.stepper(batch, self.height, self.width, self.like) for layer in model.lstm_layers]
-        convs = [*model.outputs, *(model.skips if model.cfg.skip else [])]
+        convs = [*model.outputs, *(model.skips if model.settings.skip else [])]
         self.linear = {conv: linear_of(conv) for conv in convs}  # masked once, not at every pixel
 
     def logits(self, x, i, j):
@@ -115,11 +115,11 @@ class RecurrentStepper(Stepper):
         for k, layer in enumerate(self.layers):
             states = layer.at(stream, i, j, self.bias(k, i, j))  # (B, h)
             out = F.linear(states, *self.linear[model.outputs[k]])  # (B, 2h)
-            stream = stream + out if model.cfg.residual else out
-            if model.cfg.skip:
+            stream = stream + out if model.settings.residual else out
+            if model.settings.skip:
                 skipped = F.linear(out, *self.linear[model.skips[k]])  # (B, 2h)
                 skip_sum = skipped if skip_sum is None else skip_sum + skipped
-        return model.head.at(skip_sum if model.cfg.skip else stream)  # (B, K, C)
+        return model.head.at(skip_sum if model.settings.skip else stream)  # (B, K, C)
 
     def end_row(self, x, i):
         for k, layer in enumerate(self.layers):

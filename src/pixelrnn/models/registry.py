@@ -11,6 +11,7 @@ This module imports no family, so a family may build others through it (the mult
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 from ..errors import ConfigError
@@ -35,10 +36,17 @@ def model_class(name: str) -> type[AutoregressiveModel]:
     return _REGISTRY[name]
 
 
-def model_options(name: str) -> dict[str, Any]:
+def model_defaults(name: str) -> dict[str, Any]:
     """The options of a model family with their defaults (image_shape and levels excluded)."""
     fields = dataclasses.fields(model_class(name).Config)
     return {f.name: f.default for f in fields if f.name not in ("image_shape", "levels")}
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """Deprecated: the former name of :func:`model_defaults`, which "model options" (a run's chosen options, as
+    in ``TrainConfig.model_options``) did not describe."""
+    warnings.warn("pixelrnn.model_options is now pixelrnn.model_defaults", DeprecationWarning, stacklevel=2)
+    return model_defaults(name)
 
 
 def build_model(name: str, image_shape: tuple[int, int, int], levels: int, **options: Any) -> AutoregressiveModel:
@@ -48,18 +56,18 @@ def build_model(name: str, image_shape: tuple[int, int, int], levels: int, **opt
         name: one of ``pixelrnn.MODELS``.
         image_shape: (C, H, W), C = 1 or 3.
         levels: K, the number of discrete values per channel (256 for 8-bit images, 2 for binary data).
-        **options: the family's options (``layers``, ``hidden``, ``head``, ...); see ``model_options(name)``.
+        **options: the family's options (``layers``, ``hidden``, ``head``, ...); see ``model_defaults(name)``.
 
     Returns:
         The model, in float32 on the CPU; move it with ``.to()`` like any module.
     """
     cls = model_class(name)
-    valid = model_options(name)
+    valid = model_defaults(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ConfigError(f"{name} has no option {', '.join(unknown)}; its options are: {', '.join(valid)}")
-    cfg = cls.Config(image_shape=tuple(image_shape), levels=levels, **options)
-    return cls(cfg)
+    settings = cls.Config(image_shape=tuple(image_shape), levels=levels, **options)
+    return cls(settings)
 
 
 def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:

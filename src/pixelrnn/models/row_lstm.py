@@ -200,4 +200,4 @@ class RowLSTM(RecurrentPixelModel):
     Config = RowLSTMConfig
 
     def make_layer(self, colours: ColourGroups) -> nn.Module:
-        return RowLSTMLayer(self.cfg.hidden, self.cfg.kernel, colours, self.cfg.learn_initial_state)
+        return RowLSTMLayer(self.settings.hidden, self.settings.kernel, colours, self.settings.learn_initial_state)

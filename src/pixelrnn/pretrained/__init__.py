@@ -134,6 +134,6 @@ def draw_samples(model: AutoregressiveModel) -> np.ndarray:
         uint8 [4, C, H, W].
     """
     model = model.cpu()
-    y = torch.arange(SAMPLE_COUNT) % model.cfg.num_classes if model.cfg.num_classes else None
+    y = torch.arange(SAMPLE_COUNT) % model.settings.num_classes if model.settings.num_classes else None
     x = model.sample(SAMPLE_COUNT, generator=torch.Generator().manual_seed(SAMPLE_SEED), y=y)
     return x.to(torch.uint8).numpy()

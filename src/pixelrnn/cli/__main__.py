@@ -1,0 +1,7 @@
+"""``python -m pixelrnn.cli``: the ``pixelrnn`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
