@@ -81,11 +81,25 @@ def single(tmp_path_factory):
     return run
 
 
+def docs_two_process_command() -> tuple[list[str], list[str]]:
+    """The two-process torchrun line of docs/training.md: its launcher flags, and the arguments after -m pixelrnn."""
+    page = Path(__file__).resolve().parent.parent / "docs" / "training.md"
+    for line in page.read_text().splitlines():
+        words = line.split("#")[0].split()
+        if words[:1] == ["torchrun"] and "--nproc_per_node=2" in words:
+            m = words.index("-m")
+            return words[1:m], words[m + 2:]
+    raise AssertionError(f"{page} has no `torchrun ... --nproc_per_node=2 -m pixelrnn train ...` line")
+
+
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
-    """The README's command: two processes, global batch 16 (8 per rank), 20 steps."""
+    """The docs' two-process command (docs/training.md) on the tiny preset: global batch 16 (8 per rank), 20 steps.
+    The test's flags come after the page's, so they win."""
     run = tmp_path_factory.mktemp("two") / "run"
-    command = [*TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "pixelrnn", *TRAIN_FLAGS, "--out", str(run)]
+    launcher, args = docs_two_process_command()
+    assert args[:1] == ["train"], args
+    command = [*TORCHRUN, *launcher, "-m", "pixelrnn", *args, *TRAIN_FLAGS[1:], "--out", str(run)]
     result = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
     return run
