@@ -65,6 +65,15 @@ def test_a_class_conditional_model_is_refused_from_python():
         codec.decode(conditional, data)
 
 
+def test_the_fingerprint_is_pinned():
+    """The fingerprint is part of the file format: files already written name their model by it. It must stay
+    byte-identical for the same config and weights (the shipped PixelCNN's, recorded when the format was fixed)."""
+    import pixelrnn
+
+    model = pixelrnn.load_pretrained("fashion-pixelcnn")
+    assert codec.fingerprint(model) == "297d8bc52531121088e676a82a1be5fb3a882b3b4dbe7ca9b01d3c911ee00a95"
+
+
 def test_the_fixed_overhead_is_at_most_40_bytes():
     model = tiny_model("pixelcnn", (1, 8, 8), 17, dtype=torch.float32)
     for count in (1, 10):

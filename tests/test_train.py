@@ -171,3 +171,46 @@ def test_train_summary_gives_nats_per_image_for_two_level_data(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "nats/image" in out.split("train bits/dim")[1].splitlines()[0]
     assert "validation bits/dim" in out and "nats/image) at step 2" in out
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda state: state.pop("optimizer"), "lacks its 'optimizer' entry"),
+    (lambda state: state.update(step="12"), "'step' must be a whole number"),
+    (lambda state: state.update(torch_rng=[1, 2, 3]), "'torch_rng' must be torch's RNG state"),
+    (lambda state: state["optimizer"].update(param_groups=[]), "'optimizer' must be an optimizer state"),
+    (lambda state: state.update(seconds=float("nan")), "'seconds' must be a number of seconds"),
+])
+def test_a_damaged_trainer_file_is_one_line(tmp_path, capsys, damage, says):
+    """A trainer file with a missing entry or a value of the wrong type: resume refuses it in one line that names
+    the file, and the run is left as it was."""
+    from pixelrnn.checkpoint import RunFolder, TRAINER
+    from pixelrnn.cli import main
+
+    train(TrainConfig(**TINY_RUN), tmp_path, progress=False)
+    file = RunFolder(tmp_path).latest() / TRAINER
+    state = torch.load(file, weights_only=True)
+    damage(state)
+    torch.save(state, file)
+    before = file.read_bytes()
+    assert main(["train", "--out", str(tmp_path), "--resume", "--steps", "12", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert says in err and str(file) in err, err
+    assert file.read_bytes() == before
+
+
+def test_train_step_is_what_the_benchmark_times():
+    """benchmark.train_speed runs the training loop's own step: the same weights after the same steps."""
+    from pixelrnn.benchmark import train_speed
+    from pixelrnn.train import make_optimizer, train_step
+
+    x = torch.randint(0, 17, (4, 1, 8, 8))
+    timed, stepped = (tiny_model("pixelcnn", (1, 8, 8), 17, dtype=torch.float32) for _ in range(2))
+    stepped.load_state_dict(timed.state_dict())
+    train_speed(timed, [x], warmup=1, steps=2)
+    optimizer = make_optimizer(TrainConfig(lr=1e-4), stepped.parameters())
+    stepped.train()
+    for _ in range(3):
+        train_step(stepped, optimizer, [(x, None)], grad_clip=TrainConfig.grad_clip)
+    for name, value in stepped.state_dict().items():
+        assert torch.equal(timed.state_dict()[name], value), name
