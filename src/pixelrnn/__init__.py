@@ -6,6 +6,7 @@ order inside a pixel. See ``pixelrnn.build_model`` and the README.
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import PixelRNNError
+from .images import read_images, save_images
 from .models import build_from_config, build_model, model_defaults, model_names, model_options
 from .pretrained import load_pretrained
 
@@ -14,4 +15,4 @@ MODELS: tuple[str, ...] = model_names()
 __version__ = "0.1.0"
 
 __all__ = ["MODELS", "PixelRNNError", "build_from_config", "build_model", "load_checkpoint", "load_pretrained",
-           "model_defaults", "model_options", "save_checkpoint"]
+           "model_defaults", "model_options", "read_images", "save_checkpoint", "save_images"]

@@ -13,9 +13,24 @@ compares to continuous models.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
+
+
+def _check_pair(logits: torch.Tensor, x: torch.Tensor) -> None:
+    """Refuse arguments that cross_entropy would reject with a message about its own internals."""
+    for name, value in (("logits", logits), ("x", x)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, not {type(value).__name__}")
+    if not logits.dtype.is_floating_point:
+        raise TypeError(f"logits must be floating point, not {logits.dtype}")
+    if x.dtype not in (torch.int64, torch.uint8):  # the two index types cross_entropy takes
+        raise TypeError(f"x must hold int64 values in [0, K) (x.long()), not {x.dtype}")
+    if logits.dim() != x.dim() + 1 or logits.shape[:1] + logits.shape[2:] != x.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} must be [B, K, C, H, W] for x [B, C, H, W] "
+                         f"{tuple(x.shape)}")
 
 
 def log_probs(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -28,7 +43,12 @@ def log_probs(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     Returns:
         [B, C, H, W] log p(x_value | its context) in nats, in at least float32 (bf16 logits are promoted, so that
         the sum over an image keeps its precision).
+
+    Raises:
+        TypeError: an argument is not a tensor, ``logits`` are not floating point, or ``x`` is not int64 (or uint8).
+        ValueError: the shapes do not pair up.
     """
+    _check_pair(logits, x)
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     # cross_entropy takes the class dimension second, exactly the [B, K, ...] layout the models return.
@@ -36,17 +56,54 @@ def log_probs(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Exact log p(x) in nats per image: the sum of all C*H*W conditionals. Returns [B]."""
+    """Exact log p(x) in nats per image: the sum of all C*H*W conditionals.
+
+    Args:
+        logits: float [B, K, C, H, W].
+        x: int64 [B, C, H, W] with values in [0, K).
+
+    Returns:
+        float [B] log p(x) in nats.
+    """
     return log_probs(logits, x).flatten(1).sum(1)
 
 
 def nats_to_bits_per_dim(nats: torch.Tensor | float, dims: int) -> torch.Tensor | float:
-    """Convert a negative log-likelihood in nats for ``dims`` values into bits per value."""
+    """Bits per dimension: a negative log-likelihood in nats, divided by ``dims * ln 2``.
+
+    The one place the package computes bits/dim; everything else calls it.
+
+    Args:
+        nats: -log p(x) in nats: a float, or a tensor (e.g. [B], one per image), for ``dims`` values each.
+        dims: the number of values it covers, C*H*W for one image (``math.prod(model.image_shape)``).
+
+    Returns:
+        ``nats / (dims * ln 2)``, of the type of ``nats``.
+
+    Raises:
+        TypeError: ``nats`` is not a number or tensor, or ``dims`` is not an integer (e.g. an image shape).
+        ValueError: ``dims`` is not positive.
+    """
+    if not isinstance(nats, (torch.Tensor, numbers.Real)):
+        raise TypeError(f"nats must be a number or a torch.Tensor of nats, not {type(nats).__name__}")
+    if not isinstance(dims, numbers.Integral) or isinstance(dims, bool):
+        raise TypeError(f"dims must be an int, the number of values (C*H*W, e.g. math.prod(image_shape)), "
+                        f"not {dims!r}")
+    if dims < 1:
+        raise ValueError(f"dims must be at least 1, not {dims}")
     return nats / (dims * math.log(2))
 
 
 def bits_per_dim(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Mean bits/dim of a batch, the training loss: -log p(x) / (C*H*W*ln 2), averaged over images."""
+    """Mean bits/dim of a batch, the training loss: -log p(x) / (C*H*W*ln 2), averaged over images.
+
+    Args:
+        logits: float [B, K, C, H, W].
+        x: int64 [B, C, H, W] with values in [0, K).
+
+    Returns:
+        A scalar tensor, differentiable in ``logits``.
+    """
     return nats_to_bits_per_dim(-log_prob(logits, x).mean(), x[0].numel())
 
 
@@ -60,6 +117,9 @@ def sample(logits: torch.Tensor, temperature: float = 1.0, generator: torch.Gene
 
     Returns:
         int64 [...] values in [0, K).
+
+    Raises:
+        ValueError: ``temperature`` is negative.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, not {temperature}")

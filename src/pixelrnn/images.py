@@ -1,7 +1,13 @@
-"""Reading and writing images: sample grids and single PNGs.
+"""Reading and writing images: sample grids, completion panels, and single PNGs.
 
 Values in [0, K) are shown as grey or colour levels spread over 0..255, so a 2-level or 17-level model's images are
 as visible as an 8-bit one's.
+
+Pictures meant for a person (:func:`save_grid`, :func:`completion_panel`) enlarge small images by an integer factor
+with nearest neighbour, so that each is at least 64 pixels on its shorter side (8x8 digits x8, 28x28 x3, 64x64 x1):
+every image pixel becomes a square block of one value, and no value changes. Files meant for a program
+(:func:`save_image`, :func:`save_images`) keep the image's own size: they are lossless output, and
+:func:`read_image` / :func:`read_images` read them back to exactly the values written.
 
 Every image the package opens goes through :func:`open_image`, which turns PIL's failures (an unreadable or
 truncated file, or one that declares more pixels than PIL's decompression-bomb limit) into one
@@ -12,12 +18,16 @@ so a failed write never leaves a half-written picture where a good one was.
 from __future__ import annotations
 
 import io
+import math
+import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .errors import ConfigError, ImageError, OutputError, write_atomic
 
@@ -79,44 +89,161 @@ def to_uint8(x: torch.Tensor, levels: int) -> np.ndarray:
     return scaled.to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def grid(x: torch.Tensor, levels: int, columns: int | None = None, padding: int = 2, scale: int = 1) -> Image.Image:
-    """Tile images [N, C, H, W] into one picture, ``columns`` wide (about square by default)."""
-    pixels = to_uint8(x, levels)
-    n, h, w, c = pixels.shape
-    columns = columns or max(1, int(np.ceil(np.sqrt(n))))
-    rows = int(np.ceil(n / columns))
-    canvas = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding, c), 255, np.uint8)
-    for k in range(n):
-        r, col = divmod(k, columns)
-        top, left = padding + r * (h + padding), padding + col * (w + padding)
-        canvas[top:top + h, left:left + w] = pixels[k]
-    image = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
-    if scale > 1:
-        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    return image
+# The shorter side, in pixels, that a picture for a person gives each image: smaller images are enlarged to it.
+VIEW_SIDE = 64
 
 
-def save_grid(x: torch.Tensor, levels: int, path: str | Path, columns: int | None = None, scale: int | None = None) -> Path:
-    """Write a PNG grid of images; small images are enlarged so the grid is easy to look at."""
+def enlargement(height: int, width: int) -> int:
+    """The integer factor that shows an image at least :data:`VIEW_SIDE` (64) pixels on its shorter side.
+
+    Args:
+        height: the image's height in pixels.
+        width: its width.
+
+    Returns:
+        ceil(64 / min(height, width)), and 1 for images that are already that large.
+    """
+    return max(1, math.ceil(VIEW_SIDE / min(height, width)))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the images of a grid lie: ``count`` tiles of (height * scale, width * scale) pixels, ``columns`` to a
+    row, with ``gap`` white pixels between and around them."""
+
+    count: int
+    columns: int
+    height: int  # of one image, before enlargement
+    width: int
+    scale: int
+    gap: int
+
+    @classmethod
+    def of(cls, count: int, height: int, width: int, columns: int | None = None, scale: int | None = None) -> Layout:
+        """The layout of ``count`` images of ``height`` x ``width``.
+
+        Args:
+            count: the number of images.
+            height: the height of one image.
+            width: its width.
+            columns: images per row; about square by default.
+            scale: the enlargement; by default :func:`enlargement`'s.
+
+        Returns:
+            The layout.
+        """
+        columns = columns or max(1, math.ceil(math.sqrt(count)))
+        scale = enlargement(height, width) if scale is None else scale
+        # The gap follows the enlarged tile (a sixteenth of its shorter side), so a grid of 8x8 digits shown x8 looks
+        # like one of 64x64 images shown x1, rather than like white bars with pictures between them.
+        gap = max(2, min(height, width) * scale // 16)
+        return cls(count, columns, height, width, scale, gap)
+
+    @property
+    def rows(self) -> int:
+        return math.ceil(self.count / self.columns)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the whole grid in pixels, PIL's order."""
+        return (self.columns * (self.width * self.scale + self.gap) + self.gap,
+                self.rows * (self.height * self.scale + self.gap) + self.gap)
+
+    def origin(self, k: int) -> tuple[int, int]:
+        """(top, left) pixel of image ``k``'s tile."""
+        r, c = divmod(k, self.columns)
+        return (self.gap + r * (self.height * self.scale + self.gap),
+                self.gap + c * (self.width * self.scale + self.gap))
+
+
+def grid(x: torch.Tensor, levels: int, columns: int | None = None, scale: int | None = None) -> Image.Image:
+    """Tile images into one picture, each enlarged with nearest neighbour (see :class:`Layout`).
+
+    Args:
+        x: int [N, C, H, W] values in [0, levels).
+        levels: the number of levels K.
+        columns: images per row; about square by default.
+        scale: the enlargement; by default :func:`enlargement`'s (at least 64 pixels on an image's shorter side).
+
+    Returns:
+        A greyscale (C = 1) or RGB picture, white between the images.
+    """
+    layout = Layout.of(len(x), *x.shape[-2:], columns=columns, scale=scale)
+    pixels = to_uint8(x, levels).repeat(layout.scale, axis=1).repeat(layout.scale, axis=2)  # (N, H*s, W*s, C)
+    width, height = layout.size
+    canvas = np.full((height, width, pixels.shape[-1]), 255, np.uint8)
+    for k, tile in enumerate(pixels):
+        top, left = layout.origin(k)
+        canvas[top:top + tile.shape[0], left:left + tile.shape[1]] = tile
+    return Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
+
+
+def save_grid(x: torch.Tensor, levels: int, path: str | Path, columns: int | None = None,
+              scale: int | None = None) -> Path:
+    """Write a grid of images (see :func:`grid`) to ``path``.
+
+    Args:
+        x: int [N, C, H, W] values in [0, levels).
+        levels: the number of levels K.
+        path: the picture to write; its extension names the format (.png is lossless).
+        columns: images per row; about square by default.
+        scale: the enlargement; by default at least 64 pixels on an image's shorter side.
+
+    Returns:
+        ``path``.
+    """
     image_format(path)  # a bad name is refused before the grid is drawn
-    if scale is None:
-        scale = max(1, 64 // max(x.shape[-2:]))
     return _write(grid(x, levels, columns, scale=scale), path)
+
+
+def label_row(picture: Image.Image, layout: Layout, labels: Sequence[tuple[str, int, int]]) -> Image.Image:
+    """``picture`` (a grid of ``layout``) with a white row on top naming its columns, in PIL's default font.
+
+    Args:
+        picture: the grid.
+        layout: its layout.
+        labels: (text, first column, last column) per label; each is centred over its columns.
+
+    Returns:
+        A new picture, taller by the label row; the grid below it is unchanged.
+    """
+    font = ImageFont.load_default()  # shipped with Pillow: no font file to find
+    draw = ImageDraw.Draw(picture)
+    boxes = [draw.textbbox((0, 0), text, font=font) for text, _, _ in labels]
+    height = max(box[3] for box in boxes) + 2 * layout.gap
+    out = Image.new(picture.mode, (picture.width, picture.height + height), "white")
+    out.paste(picture, (0, height))
+    draw = ImageDraw.Draw(out)
+    tile = layout.width * layout.scale
+    for (text, first, last), box in zip(labels, boxes):
+        centre = (layout.origin(first)[1] + layout.origin(last)[1] + tile) / 2
+        draw.text((round(centre - (box[2] - box[0]) / 2 - box[0]), layout.gap), text, fill="black", font=font)
+    return out
 
 
 def completion_panel(originals: torch.Tensor, known: torch.Tensor, completions: torch.Tensor, levels: int,
                      path: str | Path) -> Path:
     """A panel like the paper's figure 1: per row, the occluded image, the completions, and the original.
 
+    Images are enlarged as in :func:`grid`, under a label row naming the columns.
+
     Args:
         originals: [N, C, H, W] values in [0, levels).
         known: bool [C, H, W] or [N, C, H, W]; hidden values are shown in mid grey.
         completions: [N, k, C, H, W].
+        levels: the number of levels K.
+        path: the picture to write.
+
+    Returns:
+        ``path``.
     """
+    image_format(path)  # a bad name is refused before the panel is drawn
     n, k = completions.shape[:2]
     occluded = torch.where(known.expand_as(originals), originals, torch.full_like(originals, (levels - 1) // 2))
-    rows = torch.cat([occluded[:, None], completions, originals[:, None]], dim=1)  # (N, k + 2, C, H, W)
-    return save_grid(rows.flatten(0, 1), levels, path, columns=k + 2)
+    rows = torch.cat([occluded[:, None], completions, originals[:, None]], dim=1).flatten(0, 1)  # (N (k + 2), C, H, W)
+    layout = Layout.of(len(rows), *rows.shape[-2:], columns=k + 2)
+    labels = [("occluded", 0, 0), ("completions" if k > 1 else "completion", 1, k), ("original", k + 1, k + 1)]
+    return _write(label_row(grid(rows, levels, columns=k + 2), layout, labels), path)
 
 
 def read_image(path: str | Path, image_shape: tuple[int, int, int], levels: int) -> torch.Tensor:
@@ -124,6 +251,18 @@ def read_image(path: str | Path, image_shape: tuple[int, int, int], levels: int)
 
     8-bit values map to K levels as :func:`to_uint8` wrote them (v -> round(v * (K - 1) / 255)); values that do not
     lie on one of the K levels are an error, since a lossless codec must not round them silently.
+
+    Args:
+        path: the image file.
+        image_shape: (C, H, W) that the file must have (C = 1: greyscale, 3: RGB).
+        levels: the number of levels K.
+
+    Returns:
+        int64 [C, H, W] values in [0, levels).
+
+    Raises:
+        ImageError: the file cannot be read, has another size or number of channels, or values off the K levels;
+            the message names the file.
     """
     c, h, w = image_shape
     with open_image(path) as picture:
@@ -133,7 +272,8 @@ def read_image(path: str | Path, image_shape: tuple[int, int, int], levels: int)
         elif mode in ("RGB", "RGBA", "P") and c == 3:
             picture = picture.convert("RGB")
         else:
-            raise ImageError(f"{path} is a {mode} image, but the model codes images with {c} channel(s)")
+            article = "an" if mode[0] in "AEFHILMNORSX" else "a"  # "an RGB image", "an L image", "a CMYK image"
+            raise ImageError(f"{path} is {article} {mode} image, but the model codes images with {c} channel(s)")
         pixels = np.asarray(picture).copy()
     if pixels.shape[:2] != (h, w):
         raise ImageError(f"{path} is {pixels.shape[1]}x{pixels.shape[0]}, but the model codes {w}x{h} images")
@@ -147,6 +287,92 @@ def read_image(path: str | Path, image_shape: tuple[int, int, int], levels: int)
 
 
 def save_image(x: torch.Tensor, levels: int, path: str | Path) -> Path:
-    """Write one image [C, H, W] of values in [0, levels) to ``path`` (give it a lossless type: .png)."""
+    """Write one image at its own size, not enlarged, so that :func:`read_image` gives back exactly ``x``.
+
+    Args:
+        x: int [C, H, W] values in [0, levels).
+        levels: the number of levels K.
+        path: the file to write; give it a lossless type (.png).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ConfigError: ``x`` is not an integer [C, H, W] image (C = 1 or 3) with values in [0, levels).
+    """
+    check_values(x, levels, single=True)
     pixels = to_uint8(x[None], levels)[0]
     return _write(Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels), path)
+
+
+def check_values(x: torch.Tensor, levels: int, single: bool = False) -> None:
+    """Refuse images that a file cannot hold exactly: to_uint8 would round fractions and clip values off [0, K).
+
+    Args:
+        x: the images to be written, [N, C, H, W].
+        levels: the number of levels K.
+        single: ``x`` is one image, [C, H, W].
+
+    Raises:
+        ConfigError: ``x`` is not an integer tensor of that shape with C = 1 or 3 and values in [0, levels).
+    """
+    layout = "[C, H, W]" if single else "[N, C, H, W]"
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 - single or x.shape[-3] not in (1, 3):
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ConfigError(f"images to write must be a tensor {layout} with C = 1 or 3 channels, not {shape}")
+    if x.dtype.is_floating_point or x.dtype.is_complex:
+        raise ConfigError(f"images to write must hold integer values in [0, {levels}), not {x.dtype}")
+    if x.numel() and (x.min() < 0 or x.max() >= levels):
+        raise ConfigError(f"image values must lie in [0, {levels}) to be written with {levels} levels, not "
+                          f"[{x.min().item()}, {x.max().item()}]")
+
+
+def read_images(paths: str | Path | Iterable[str | Path], image_shape: tuple[int, int, int],
+                levels: int) -> torch.Tensor:
+    """Read image files into the tensor a model takes, checking each as :func:`read_image` does.
+
+    Args:
+        paths: image files (PNG, or JPEG where its values lie on the K levels), or one file.
+        image_shape: (C, H, W) that every file must have: ``model.image_shape``.
+        levels: the number of levels K: ``model.levels``.
+
+    Returns:
+        int64 [N, C, H, W] values in [0, levels), one image per path, in the order given.
+
+    Raises:
+        ImageError: no paths, or a file that cannot be read or does not fit; the message names the file.
+    """
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not paths:
+        raise ImageError("there are no images to read; give one or more image files")
+    return torch.stack([read_image(path, image_shape, levels) for path in paths])
+
+
+def save_images(x: torch.Tensor, levels: int, out: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Write each image as its own PNG at its own size, the inverse of :func:`read_images`.
+
+    Args:
+        x: int [N, C, H, W] values in [0, levels) (e.g. ``model.sample(n)``).
+        levels: the number of levels K: ``model.levels``.
+        out: a folder, which receives ``image-00000.png``, ``image-00001.png``, ... (created if missing; files of
+            those names are replaced), or one file path per image.
+
+    Returns:
+        The paths written, in the order of ``x``.
+
+    Raises:
+        ConfigError: ``x`` is not [N, C, H, W] of values in [0, levels), or the paths do not number N.
+        OutputError: a file cannot be written.
+    """
+    check_values(x, levels)
+    if isinstance(out, (str, os.PathLike)):
+        if Path(out).is_file():
+            raise OutputError(f"{out} is a file; give a folder for the images, or one file path per image")
+        paths = [Path(out) / f"image-{k:05d}.png" for k in range(len(x))]
+    else:
+        paths = [Path(path) for path in out]
+        if len(paths) != len(x):
+            raise ConfigError(f"give one path per image: {len(x)} images, {len(paths)} paths")
+    for path in paths:
+        image_format(path)  # every name is checked before the first file is written
+    return [save_image(image, levels, path) for image, path in zip(x, paths)]

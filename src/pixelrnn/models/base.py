@@ -17,6 +17,7 @@ Generation reaches a model through two methods of the base class, and nothing el
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
@@ -256,6 +257,18 @@ class AutoregressiveModel(nn.Module):
         """Exact log p(x) (or log p(x | y)) in nats, float [B]: the sum of all C*H*W conditionals."""
         self.check_values(x)
         return distributions.log_prob(self(x, y), x)
+
+    def bits_per_dim(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Bits per dimension of each image: -log p(x) / (C*H*W*ln 2), what ``evaluate`` averages over a split.
+
+        Args:
+            x: int64 [B, C, H, W] values in [0, K).
+            y: class labels [B] (or one label) for a class-conditional model: then -log p(x | y).
+
+        Returns:
+            float [B].
+        """
+        return distributions.nats_to_bits_per_dim(-self.log_prob(x, y), math.prod(self.image_shape))
 
     def order(self) -> list[tuple[int, int, int]]:
         """(channel, row, column) of every value in the order the model generates them: raster, then R, G, B."""
