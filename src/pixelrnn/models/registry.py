@@ -37,14 +37,28 @@ def model_class(name: str) -> type[AutoregressiveModel]:
 
 
 def model_defaults(name: str) -> dict[str, Any]:
-    """The options of a model family with their defaults (image_shape and levels excluded)."""
+    """The options of a model family with their defaults (image_shape and levels excluded).
+
+    Args:
+        name: one of ``pixelrnn.MODELS``.
+
+    Returns:
+        {option: default}, e.g. ``{"layers": 15, "hidden": 128, ...}`` for ``"pixelcnn"``.
+    """
     fields = dataclasses.fields(model_class(name).Config)
     return {f.name: f.default for f in fields if f.name not in ("image_shape", "levels")}
 
 
 def model_options(name: str) -> dict[str, Any]:
     """Deprecated: the former name of :func:`model_defaults`, which "model options" (a run's chosen options, as
-    in ``TrainConfig.model_options``) did not describe."""
+    in ``TrainConfig.model_options``) did not describe.
+
+    Args:
+        name: one of ``pixelrnn.MODELS``.
+
+    Returns:
+        What :func:`model_defaults` returns, with a DeprecationWarning.
+    """
     warnings.warn("pixelrnn.model_options is now pixelrnn.model_defaults", DeprecationWarning, stacklevel=2)
     return model_defaults(name)
 
@@ -80,7 +94,17 @@ def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_from_config(config: dict[str, Any]) -> AutoregressiveModel:
-    """Rebuild a model from ``model.config``."""
+    """Rebuild a model from ``model.config``.
+
+    Args:
+        config: ``{"model": name, "image_shape": [C, H, W], "levels": K, **options}``, as ``model.config`` gives.
+
+    Returns:
+        A new model of that config, with fresh weights (load a checkpoint for trained ones).
+
+    Raises:
+        ConfigError: a key is missing, or an option is unknown or out of range.
+    """
     config = dict(config)
     try:
         name = config.pop("model")

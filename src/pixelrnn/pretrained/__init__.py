@@ -121,6 +121,12 @@ def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> Auto
     Args:
         name: a shipped model's name, e.g. ``"fashion-pixelcnn"`` (a ``pretrained:`` prefix is accepted).
         map_location: device for the weights.
+
+    Returns:
+        The model, fp32, in eval mode, on ``map_location``.
+
+    Raises:
+        CheckpointError: no shipped model of that name (the message lists them), or its files are damaged.
     """
     name = name[len(PREFIX):] if name.startswith(PREFIX) else name
     return load(PREFIX + name, map_location)
