@@ -206,7 +206,7 @@ CASES = [
     ]],
     # compress
     *[(f"compress-{'='.join(extra)}", ["compress", "{run}", *extra, "--quiet"]) for extra in [
-        ["-o", "{new}.prnn"], ["{root}/missing.png", "-o", "{new}.prnn"], ["{root}/bomb.png", "-o", "{new}.prnn"],
+        ["{root}/ok.png", "--data", "digits", "-o", "{new}.prnn"], ["{root}/missing.png", "-o", "{new}.prnn"], ["{root}/bomb.png", "-o", "{new}.prnn"],
         ["{root}/text.png", "-o", "{new}.prnn"], ["{root}/big.png", "-o", "{new}.prnn"],
         ["{root}/a-dir.png", "-o", "{new}.prnn"], ["{root}/ok.png", "-o", ""],
         ["{root}/ok.png", "-o", "{root}/images"], ["{root}/ok.png", "-o", "{root}/two.prnn"],
@@ -300,7 +300,7 @@ def test_stopped_run_names_the_step_of_its_figure(tmp_path, capsys, monkeypatch)
                    "--time-limit", "0.5", "--quiet"])
     out = capsys.readouterr().out
     assert status == 0 and "stopped at the time limit" in out
-    validation = [line for line in out.splitlines() if "validation" in line]
+    validation = [line for line in out.splitlines() if "validation" in line and "bits/dim" in line]
     assert validation and all("at step" in line for line in validation), out
 
 

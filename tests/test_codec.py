@@ -157,9 +157,9 @@ def test_an_old_or_future_version_is_refused_by_number(coded):
     # Version 1 framing: magic, u16 version, u32 header length, a JSON header, payload, sha256.
     old = b"PRNN" + (1).to_bytes(2, "little") + (2).to_bytes(4, "little") + b"{}"
     message = refusal(model, old + hashlib.sha256(old).digest())
-    assert "version 1" in message and f"version {codec.VERSION}" in message
+    assert "version 1" in message and f"version {codec.VERSION}" in message and f"{codec.NAMED_VERSION}" in message
     fields, digests, payload = fields_of(data)
-    assert "version 3" in refusal(model, rebuild(fields, digests, payload, version=3))
+    assert "version 4" in refusal(model, rebuild(fields, digests, payload, version=4))
 
 
 def _edit(fields, **changes):

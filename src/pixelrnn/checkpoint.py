@@ -301,8 +301,17 @@ class RunFolder:
         return self.checkpoints / f"step-{step:09d}"
 
     def evaluation(self, data: str, split: str) -> Path:
-        """Where ``pixelrnn evaluate`` writes its result for a data set and split."""
-        return self.root / f"eval-{data.replace(':', '_').replace('/', '_')}-{split}.json"
+        """Where ``pixelrnn evaluate`` writes its result for a data set and split.
+
+        A named set gives e.g. ``eval-digits-test.json``; ``folder:PATH`` gives ``eval-folder-NAME-test.json`` with
+        NAME the folder's own name, since the whole path would make a long name that says where, not what. Only
+        letters, digits, ``.``, ``_`` and ``-`` are kept; any other character becomes ``_``.
+        """
+        if data.startswith("folder:"):
+            folder = Path(data[len("folder:"):]).expanduser()
+            data = f"folder-{(folder.resolve().name if folder.name in ('', '.', '..') else folder.name) or 'root'}"
+        safe = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "._-" else "_" for ch in data)
+        return self.root / f"eval-{safe}-{split}.json"
 
     def read_training_config(self) -> dict[str, Any]:
         return _read_json(self.training_config)

@@ -11,19 +11,25 @@ own dtype, with one thread, on batches of the same size: on the same machine and
 A file decoded elsewhere with other floating-point behaviour could differ; the checksum of the decoded images
 catches that, so a wrong image is never returned in silence.
 
-File layout (format version 2; a varint is unsigned LEB128, 7 bits a byte, low bits first)::
+File layout (a varint is unsigned LEB128, 7 bits a byte, low bits first)::
 
-    b"PRNN"  version (varint)
+    b"PRNN"  version (varint: 2 without names, 3 with them)
     count  channels  height  width  levels  batch  payload words     (seven varints)
     model fingerprint (8 bytes)  checksum of the decoded images (8 bytes)
+    version 3 only: per image, its name's length in bytes (varint) and the name (UTF-8)
     payload (u32 words, little-endian)
     checksum of everything above (8 bytes)
 
-For one 8x8 image of 17 levels the fixed overhead is 36 bytes. Both checksums are BLAKE2b cut to 8 bytes: plenty to
-catch accidents. They stop no one who edits a file on purpose, so the reader also validates every header field
-(its range, and its consistency with the others and with the file's length) before it allocates anything. Its one
-bound that a valid model could meet in honest use, a file coding more than 64x below the raw size of its values, is
-kept by the encoder, which pads such a payload with unread words (at most 1/64 of the raw size).
+A file without names is version 2, byte for byte as before names existed, so files written earlier still decode
+and a file that needs no names costs nothing more: for one 8x8 image of 17 levels the fixed overhead is 36 bytes.
+A name is what ``pixelrnn decompress`` writes as NAME.png, so a stored name must be a safe base name
+(:func:`name_problem`): a file edited to hold ``../x`` is refused before anything is written.
+
+Both checksums are BLAKE2b cut to 8 bytes: plenty to catch accidents. They stop no one who edits a file on purpose,
+so the reader also validates every header field (its range, and its consistency with the others and with the
+file's length) before it allocates anything. Its one bound that a valid model could meet in honest use, a file
+coding more than 64x below the raw size of its values, is kept by the encoder, which pads such a payload with unread
+words (at most 1/64 of the raw size).
 """
 
 from __future__ import annotations
@@ -41,10 +47,13 @@ import torch
 from .errors import CodecError, ConfigError, ImageError, PixelRNNError  # noqa: F401  (PixelRNNError: re-exported)
 from .generate import num_threads, walk
 
-__all__ = ["BATCH", "CodecError", "Header", "VERSION", "decode", "encode", "fingerprint", "read_header"]
+__all__ = ["BATCH", "CodecError", "Header", "NAMED_VERSION", "VERSION", "decode", "decode_named", "encode",
+           "fingerprint", "name_problem", "read_header"]
 
 MAGIC = b"PRNN"
-VERSION = 2
+VERSION = 2  # a file without names
+NAMED_VERSION = 3  # version 2 with the images' names between the digests and the payload
+MAX_NAME = 251  # bytes of UTF-8: NAME.png then fits the 255 bytes that common file systems allow a file name
 BATCH = 16  # images coded together; stored in the header, since batch composition must match when decoding
 DIGEST = 8  # bytes of each checksum and of the fingerprint
 MAX_VARINT = 9  # bytes: 63 bits, far beyond any real count or size, and a bound on how long a field can be
@@ -63,6 +72,7 @@ class Header(NamedTuple):
     model: bytes  # the first bytes of the model's fingerprint
     images: bytes  # checksum of the decoded images
     payload_offset: int
+    names: tuple[str, ...] | None = None  # one per image (version 3), each checked by name_problem; else None
 
     @property
     def payload_bytes(self) -> int:
@@ -155,23 +165,91 @@ def _read_varint(data: bytes, offset: int, field: str) -> tuple[int, int]:
     raise CodecError(f"the file's header is invalid: the field {field!r} is longer than {MAX_VARINT} bytes")
 
 
-def encode(model, images: torch.Tensor, progress: bool = False) -> bytes:
-    """Compress images losslessly with ``model``.
+def name_problem(name: str) -> str | None:
+    """Why ``name`` (without the ``.png`` that decoding adds) cannot be an image's stored name, or None if it can.
+
+    A stored name becomes the file NAME.png in the folder the user decodes into, so it must be one plain base name:
+    no directory part, no ``.`` or ``..``, no NUL, not empty, and at most :data:`MAX_NAME` bytes of UTF-8.
+    """
+    if not name:
+        return "is empty"
+    if "/" in name or "\\" in name:
+        return "has a directory part"
+    if name in (".", ".."):
+        return f"is {name!r}, a folder, not a file"
+    if "\0" in name:
+        return "holds a NUL character"
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # a file name that the file system handed over as undecodable bytes
+        return "is not valid UTF-8"
+    return f"is longer than {MAX_NAME} bytes" if size > MAX_NAME else None
+
+
+def _clashing(names) -> str | None:
+    """A name that another one repeats, ignoring case (a case-insensitive file system would write both to one file)."""
+    seen = set()
+    return next((name for name in names if name.casefold() in seen or seen.add(name.casefold())), None)
+
+
+def _names_field(names, count: int) -> bytes:
+    """The names as version 3 stores them, each checked first; a problem is a ConfigError that names the name."""
+    names = list(names)
+    if len(names) != count:
+        raise ConfigError(f"give one name per image ({count}), not {len(names)}")
+    for name in names:
+        if problem := name_problem(str(name)):
+            raise ConfigError(f"the image name {name!r} {problem}; rename the file, or leave the names out")
+    if (clash := _clashing(names)) is not None:
+        raise ConfigError(f"two images have the name {clash!r} (ignoring case), and each would be decoded to "
+                          f"{clash}.png; rename one, or leave the names out")
+    return b"".join(_varint(len(name.encode())) + name.encode() for name in names)
+
+
+def _read_names(body: bytes, offset: int, count: int) -> tuple[tuple[str, ...], int]:
+    """The ``count`` names at ``offset``, validated, and the offset after them. Each takes at least two bytes, so a
+    forged huge count ends at the body's end, not in a long loop."""
+    names = []
+    for k in range(count):
+        length, offset = _read_varint(body, offset, f"length of name {k}")
+        if offset + length > len(body):
+            raise CodecError(f"the file's header is invalid: name {k} ({length} bytes) runs past the end of the file")
+        try:
+            name = body[offset:offset + length].decode("utf-8")
+        except UnicodeDecodeError:
+            raise CodecError(f"the file's header is invalid: name {k} is not valid UTF-8") from None
+        if problem := name_problem(name):
+            raise CodecError(f"the file's header holds an unsafe image name: name {k} {problem} (the file was "
+                             "edited, or not written by `pixelrnn compress`)")
+        names.append(name)
+        offset += length
+    if (clash := _clashing(names)) is not None:
+        raise CodecError(f"the file's header holds the image name {clash!r} twice (ignoring case); decoding would "
+                         "write one image over another")
+    return tuple(names), offset
+
+
+def encode(model, images: torch.Tensor, names=None, progress: bool = False) -> bytes:
+    """Compress images losslessly with ``model``, and optionally their names.
 
     Args:
         model: a trained model on the CPU.
         images: integer [N, C, H, W] (or one [C, H, W]) with values in [0, K).
+        names: one name per image (e.g. the stems of their files), stored so that decoding gives them back; each
+            must pass :func:`name_problem`, and no two may be equal ignoring case. None stores none (version 2).
         progress: show a progress bar.
 
     Returns:
         The file's bytes.
 
     Raises:
-        ConfigError: the model is class-conditional (a file stores no class to condition on).
+        ConfigError: the model is class-conditional (a file stores no class to condition on), or a name is unsafe
+            or repeated.
         ImageError: the images do not fit the model.
     """
     _check_model(model)
     images = _check_images(model, images.cpu())
+    named = b"" if names is None else _names_field(names, len(images))  # refused before the long work
     model = model.eval()
     encoder = constriction.stream.queue.RangeEncoder()
     family = constriction.stream.model.Categorical(perfect=False)
@@ -189,12 +267,14 @@ def encode(model, images: torch.Tensor, progress: bool = False) -> bytes:
     short = _min_payload_words(images.numel(), model.levels) - len(words)
     payload = words.tobytes() + bytes(4 * max(0, short))
     fields = (len(images), *model.image_shape, model.levels, batch, len(payload) // 4)
-    body = b"".join([MAGIC, _varint(VERSION), *map(_varint, fields), bytes.fromhex(fingerprint(model))[:DIGEST],
-                     _images_digest(images), payload])
+    version = VERSION if names is None else NAMED_VERSION
+    body = b"".join([MAGIC, _varint(version), *map(_varint, fields), bytes.fromhex(fingerprint(model))[:DIGEST],
+                     _images_digest(images), named, payload])
     return body + _digest(body)
 
 
-def _check_version(data: bytes) -> None:
+def _check_version(data: bytes) -> int:
+    """The file's format version, after its magic bytes: one this reader knows, or a CodecError."""
     if len(data) < len(MAGIC) + 1 or data[:len(MAGIC)] != MAGIC:
         raise CodecError("not a pixelrnn compressed file (bad magic bytes); give a file written by "
                          "`pixelrnn compress`")
@@ -202,9 +282,11 @@ def _check_version(data: bytes) -> None:
         version, _ = _read_varint(data, len(MAGIC), "version")
     except CodecError:
         raise CodecError("the file's format version is unreadable; it is damaged") from None
-    if version != VERSION:
-        raise CodecError(f"the file has format version {version}; this pixelrnn reads version {VERSION} only "
-                         f"(decode it with the pixelrnn release that wrote it, or compress the images again)")
+    if version not in (VERSION, NAMED_VERSION):
+        raise CodecError(f"the file has format version {version}; this pixelrnn reads version {VERSION} (without "
+                         f"names) and {NAMED_VERSION} (with names) only (decode it with the pixelrnn release that "
+                         "wrote it, or compress the images again)")
+    return version
 
 
 def _check_fields(header: Header, body_length: int) -> None:
@@ -230,9 +312,10 @@ def read_header(data: bytes) -> Header:
     """Check a file's framing, checksum and header fields, and return the header.
 
     Raises:
-        CodecError: not such a file, another format version, a damaged file, or an invalid header field (named).
+        CodecError: not such a file, another format version, a damaged file, an invalid header field (named), or
+            an unsafe image name.
     """
-    _check_version(data)
+    version = _check_version(data)
     minimum = len(MAGIC) + 1 + len(FIELDS) + 3 * DIGEST
     if len(data) < minimum:
         raise CodecError(f"the file is damaged: it is {len(data)} bytes long, shorter than any pixelrnn compressed "
@@ -248,8 +331,11 @@ def read_header(data: bytes) -> Header:
     if offset + 2 * DIGEST > len(body):
         raise CodecError("the file's header is invalid: it ends inside the model fingerprint or image checksum")
     count, c, h, w, levels, batch, words = values
-    header = Header(count, (c, h, w), levels, batch, words, body[offset:offset + DIGEST],
-                    body[offset + DIGEST:offset + 2 * DIGEST], offset + 2 * DIGEST)
+    digests, offset = body[offset:offset + 2 * DIGEST], offset + 2 * DIGEST
+    names = None
+    if version == NAMED_VERSION:
+        names, offset = _read_names(body, offset, count)
+    header = Header(count, (c, h, w), levels, batch, words, digests[:DIGEST], digests[DIGEST:], offset, names)
     _check_fields(header, len(body))
     return header
 
@@ -261,14 +347,26 @@ _EDITED_OR_ELSEWHERE = ("either the file was edited after it was written, or thi
 
 
 def decode(model, data: bytes, progress: bool = False) -> torch.Tensor:
-    """Decompress a file written by :func:`encode` with the same model.
+    """Decompress a file written by :func:`encode`: its int64 images [N, C, H, W], as :func:`decode_named` gives."""
+    return decode_named(model, data, progress)[0]
+
+
+def decode_named(model, data: bytes, progress: bool = False) -> tuple[torch.Tensor, tuple[str, ...] | None]:
+    """Decompress a file written by :func:`encode` with the same model, and the names stored with its images.
+
+    Args:
+        model: the model that encoded the file, on the CPU.
+        data: the file's bytes.
+        progress: show a progress bar.
 
     Returns:
-        int64 images [N, C, H, W], exactly those that were encoded.
+        ``(images, names)``: int64 images [N, C, H, W], exactly those that were encoded, and their N names (each a
+        safe base name, see :func:`name_problem`), or None for a file stored without names.
 
     Raises:
         ConfigError: the model is class-conditional (no file is coded with one).
-        CodecError: the file is damaged, invalid, of another version or model, or decodes to other images.
+        CodecError: the file is damaged, invalid, of another version or model, holds an unsafe name, or decodes
+            to other images.
     """
     _check_model(model)
     header = read_header(data)
@@ -296,4 +394,4 @@ def decode(model, data: bytes, progress: bool = False) -> torch.Tensor:
             _code(model, images[first:first + header.batch], step, progress, "decompressing")
     if _images_digest(images) != header.images:
         raise CodecError(f"the decoded images do not match the checksum stored in the file: {_EDITED_OR_ELSEWHERE}")
-    return images
+    return images, header.names

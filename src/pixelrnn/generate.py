@@ -103,6 +103,43 @@ def complete(model, x: torch.Tensor, known: torch.Tensor, temperature: float = 1
         return run(model, x, known, temperature, generator, progress, y)
 
 
+def complete_each(model, images: torch.Tensor, known: torch.Tensor, k: int, temperature: float = 1.0,
+                  generator: torch.Generator | None = None, y: torch.Tensor | int | None = None,
+                  progress: bool = False, method: str = "fast") -> torch.Tensor:
+    """Complete each of ``images`` ``k`` times, independently, as in the paper's figure 1.
+
+    All n * k completions run as one batch of :func:`complete` (one pass of the sampling loop, not n * k), whose
+    rows are (image 0, draw 0), (image 0, draw 1), ..., (image n - 1, draw k - 1).
+
+    Args:
+        model: any registered model.
+        images: int64 [n, C, H, W]; values where ``known`` is False are ignored.
+        known: bool, broadcastable to [C, H, W] (one mask for every image) or to ``images``.
+        k: completions per image, at least 1.
+        temperature: softmax temperature (1.0 samples the model).
+        generator: optional torch.Generator for reproducible draws.
+        y: class labels [n] (one per image), or one label for all, for class-conditional models.
+        progress: show a progress bar.
+        method: "fast" or "naive", as in :func:`complete`.
+
+    Returns:
+        int64 [n, k, C, H, W] on the model's device: ``[i, j]`` is the j-th completion of image i.
+    """
+    if k < 1:
+        raise PixelRNNError(f"the number of completions per image must be at least 1, not {k}")
+    model.check_images(images)
+    n = len(images)
+    if known.dim() == 4 and len(known) == n:  # one mask per image: each of its k rows keeps that image's values
+        known = known.repeat_interleave(k, dim=0)
+    y = model.check_labels(y, n)
+    if y is not None:
+        y = y.repeat_interleave(k)
+    batch = images.repeat_interleave(k, dim=0)  # (n * k, C, H, W)
+    completions = complete(model, batch, known, temperature=temperature, generator=generator, method=method,
+                           progress=progress, y=y)
+    return completions.view(n, k, *model.image_shape)
+
+
 def _complete_naive(model, x, known, temperature, generator, progress, y) -> torch.Tensor:
     for c, i, j in tqdm(model.order(), desc="sampling", unit="value", disable=None if progress else True, leave=False):
         todo = ~known[:, c, i, j]

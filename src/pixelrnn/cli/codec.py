@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .. import codec, devices, pretrained
+from ..checkpoint import read_training_config
 from ..distributions import nats_to_bits_per_dim
 from ..errors import ConfigError, PixelRNNError, write_atomic, writing
 from ..evaluate import evaluate
@@ -24,29 +25,59 @@ from .common import Shared, count, output_flags, writable
 def add_compress(sub, shared: Shared) -> None:
     p = sub.add_parser("compress", help="compress images losslessly with a model",
                        parents=[shared.run, shared.running, shared.split, shared.data_dir, shared.quiet])
-    p.add_argument("images", nargs="*", help="PNG/JPEG files of the model's size")
+    p.add_argument("images", nargs="*", help="PNG/JPEG files of the model's size (default: a split of --data)")
     output_flags(p, None, "the compressed file")
-    p.add_argument("--limit", type=count, help="only the first N images of the split (with --data)")
-    p.add_argument("--data", help="compress a split of this data set instead of files")
+    p.add_argument("--limit", type=count, help="only the first N images of the split (without image files)")
+    p.add_argument("--data", help="compress a split of this data set instead of files (default: the one the model "
+                                  "was trained on)")
+    p.add_argument("--no-names", action="store_true",
+                   help="leave the files' names out (decompress then writes image-00000.png, ...)")
     p.set_defaults(func=cmd_compress)
 
 
+def _stems(paths: list[str]) -> list[str]:
+    """The files' stems, the names that decompress restores as NAME.png; two files of one stem are refused.
+
+    Stems that differ only in case are refused too: a case-insensitive file system would write both to one file.
+    """
+    first: dict[str, str] = {}
+    for path in paths:
+        stem = Path(path).stem
+        if problem := codec.name_problem(stem):
+            raise ConfigError(f"{path}: its name {stem!r} {problem}, so it cannot be stored; rename the file, or "
+                              "pass --no-names")
+        seen = first.get(stem.casefold())
+        if seen is not None:
+            same = (f"the same name {stem!r}" if Path(seen).stem == stem
+                    else f"names that differ only in case ({Path(seen).stem!r}, {stem!r})")
+            raise ConfigError(f"{seen} and {path} have {same}, and decompress would write both to one file; rename "
+                              "one, or pass --no-names")
+        first[stem.casefold()] = path
+    return [Path(path).stem for path in paths]
+
+
 def _load_images(args):
-    """The model, and the images to compress: files, or a data-set split."""
-    if args.data:
-        model, data = load_with_data(args.run, args.data, args.split, args.data_dir, verify=not args.no_verify)
-        return model, data.images[:args.limit].long()
-    model = pretrained.load(args.run, verify=not args.no_verify)
-    if not args.images:
-        raise ConfigError("give image files to compress, or --data NAME, e.g. --data digits")
-    return model, torch.stack([read_image(path, model.image_shape, model.levels) for path in args.images])
+    """The model, the images to compress (files, or a data-set split), and their names (None for a split)."""
+    if args.images:
+        if args.data:
+            raise ConfigError("give image files or --data NAME, not both")
+        model = pretrained.load(args.run, verify=not args.no_verify)
+        images = torch.stack([read_image(path, model.image_shape, model.levels) for path in args.images])
+        return model, images, None if args.no_names else _stems(args.images)
+    if not args.data and read_training_config(pretrained.resolve(args.run)).get("data") is None:
+        shape = pretrained.load(args.run, verify=not args.no_verify).image_shape
+        raise ConfigError(f"this checkpoint does not say what data it was trained on; give image files to "
+                          f"compress, or --data NAME with images of the model's size {shape} (C, H, W)")
+    model, data = load_with_data(args.run, args.data, args.split, args.data_dir, verify=not args.no_verify)
+    return model, data.images[:args.limit].long(), None
 
 
 def cmd_compress(args) -> int:
     devices.cpu_only(args.device, "compress")
     out = writable(args.output, args.force)
-    model, images = _load_images(args)
-    data = codec.encode(model, images, progress=not args.quiet)  # refuses a class-conditional model
+    model, images, names = _load_images(args)
+    # Refuses a class-conditional model, and unsafe names, before the long work.
+    data = codec.encode(model, images, names=names, progress=not args.quiet)
     write_atomic(out, data)  # never a half-written file under the final name, nor a stray .tmp
     dims = images[0].numel()
     nll = evaluate(model, images, batch_size=64)["nats_per_image"]
@@ -60,25 +91,36 @@ def add_decompress(sub, shared: Shared) -> None:
     p = sub.add_parser("decompress", help="restore the images of a compressed file as PNGs",
                        parents=[shared.run, shared.running, shared.quiet])
     p.add_argument("file", help="the compressed file")
-    output_flags(p, None, "folder for the PNG files (image-00000.png, ...)")
+    output_flags(p, None, "folder for the PNG files (NAME.png for the names the file stores, else image-00000.png, "
+                          "...)")
     p.set_defaults(func=cmd_decompress)
+
+
+def _outputs(out: Path, header: codec.Header, force: bool) -> list[Path]:
+    """The PNG files to write, one per image; refused before decoding if any would replace a file without --force."""
+    names = header.names or [f"image-{k:05d}" for k in range(header.count)]
+    paths = [out / f"{name}.png" for name in names]
+    # Without names, any image-*.png (also from a longer file decoded earlier) would mix with the new ones.
+    taken = any(out.glob("image-*.png")) if header.names is None else any(p.exists() for p in paths)
+    if taken and not force:
+        raise ConfigError(f"{out} already holds decompressed images; pass --force to overwrite them, or -o another "
+                          "folder")
+    return paths
 
 
 def cmd_decompress(args) -> int:
     devices.cpu_only(args.device, "decompress")
     out = Path(args.output)
-    if any(out.glob("image-*.png")) and not args.force:
-        raise ConfigError(f"{out} already holds decompressed images; pass --force to overwrite them, or -o another "
-                          "folder")
     model = pretrained.load(args.run, verify=not args.no_verify)
     try:
         data = Path(args.file).read_bytes()
     except OSError as e:
         raise PixelRNNError(f"cannot read {args.file}: {e.strerror}") from None
+    paths = _outputs(out, codec.read_header(data), args.force)  # the header's names are checked safe here
     images = codec.decode(model, data, progress=not args.quiet)
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
-    for k, image in enumerate(images):
-        save_image(image, model.levels, out / f"image-{k:05d}.png")
+    for image, path in zip(images, paths):
+        save_image(image, model.levels, path)
     print(f"decompressed {len(images)} images into {out}")
     return 0

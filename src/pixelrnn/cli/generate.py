@@ -6,12 +6,15 @@ the paper's order: pixel by pixel in raster order, and R, G, B inside a pixel.
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from .. import devices, pretrained
 from ..errors import ConfigError
 from ..fitting import load_with_data
-from ..images import completion_panel, save_grid
+from ..generate import complete_each
+from ..images import completion_panel, read_image, save_grid
 from ..occlusion import occlusion
 from .common import Shared, count, natural, output_flags, writable
 
@@ -52,35 +55,54 @@ def add_complete(sub, shared: Shared) -> None:
         "complete", help="occlude real images and sample the rest several times",
         parents=[shared.run, shared.running, shared.trained_on, shared.split, shared.data_dir, shared.generation,
                  shared.quiet],
-        description="Occlude part of real images and complete them with the model, as in the paper's figure 1. "
-                    "The model generates in raster order, so it conditions only on what comes before each value: "
-                    "with an occlusion that is not a suffix in raster order (right-half, a box, a mask), the known "
-                    "pixels after the first hidden one are kept but cannot influence the values drawn before them.")
+        description="Occlude part of real images (image files, or a split of a data set) and complete them with "
+                    "the model, as in the paper's figure 1. The model generates in raster order, so it conditions "
+                    "only on what comes before each value: with an occlusion that is not a suffix in raster order "
+                    "(right-half, a box, a mask), the known pixels after the first hidden one are kept but cannot "
+                    "influence the values drawn before them.")
+    p.add_argument("images", nargs="*", help="PNG/JPEG files of the model's size (default: images of --split)")
     p.add_argument("--occlude", default="bottom-half",
                    help="bottom-half, right-half, box:x0,y0,x1,y1, or a PNG mask (white = hidden)")
-    p.add_argument("-n", type=count, default=8, help="number of images")
+    p.add_argument("-n", type=count, default=8, help="number of images of the split (without image files)")
     p.add_argument("--first", type=natural, default=0, help="index of the first image in the split")
     p.add_argument("-k", "--samples", type=count, default=4, help="completions per image")
+    p.add_argument("--class", dest="class_label", type=int,
+                   help="the class of every image (class-conditional models; default: a split's own labels)")
     output_flags(p, "completions.png", "the PNG panel to write")
     p.set_defaults(func=cmd_complete)
 
 
+def _originals(args):
+    """The model, the images to complete (int64 [n, C, H, W]) and their class labels (or None)."""
+    if args.images:
+        if args.data:
+            raise ConfigError("give image files or --data NAME, not both")
+        model = pretrained.load(args.run, verify=not args.no_verify)
+        if model.settings.num_classes and args.class_label is None:
+            raise ConfigError(f"the model is class-conditional, and image files carry no class; pass --class N "
+                              f"(0..{model.settings.num_classes - 1}) for the class of every image")
+        images = torch.stack([read_image(path, model.image_shape, model.levels) for path in args.images])
+        return model, images, args.class_label
+    model, data = load_with_data(args.run, args.data, args.split, args.data_dir, verify=not args.no_verify)
+    held = len(data.images)
+    if args.first >= held:
+        raise ConfigError(f"--first {args.first} is past the end of the {args.split} split of {data.name}, which "
+                          f"holds {held} images (0..{held - 1})")
+    if args.first + args.n > held:
+        print(f"warning: the {args.split} split of {data.name} holds {held - args.first} images from --first "
+              f"{args.first}, not -n {args.n}; completing those", file=sys.stderr)
+    chosen = slice(args.first, args.first + args.n)
+    labels = None if data.labels is None or not model.settings.num_classes else data.labels[chosen]
+    return model, data.images[chosen].long(), labels if args.class_label is None else args.class_label
+
+
 def cmd_complete(args) -> int:
     output = writable(args.output, args.force, image=True)
-    model, data = load_with_data(args.run, args.data, args.split, args.data_dir, verify=not args.no_verify)
-    model.to(devices.resolve_device(args.device))
-    originals = data.images[args.first:args.first + args.n].long()
+    model, originals, y = _originals(args)
     known = occlusion(args.occlude, model.image_shape)
-    # Every original is completed k times in one batch: rows of the batch are (image, completion).
-    batch = originals.repeat_interleave(args.samples, dim=0)
-    generator = devices.generator(model.device, args.seed)
-    y = None
-    if model.settings.num_classes and data.labels is not None:  # complete each image as its own class
-        y = data.labels[args.first:args.first + args.n].repeat_interleave(args.samples)
-    completions = model.complete(batch, known, temperature=args.temperature, generator=generator,
-                                 progress=not args.quiet, y=y)
-    path = completion_panel(originals, known,
-                            completions.cpu().view(len(originals), args.samples, *model.image_shape),
-                            model.levels, output)
+    model.to(devices.resolve_device(args.device))
+    completions = complete_each(model, originals, known, args.samples, temperature=args.temperature,
+                                generator=devices.generator(model.device, args.seed), y=y, progress=not args.quiet)
+    path = completion_panel(originals, known, completions.cpu(), model.levels, output)
     print(f"wrote {len(originals)} x {args.samples} completions to {path}")
     return 0
