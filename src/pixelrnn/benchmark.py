@@ -17,6 +17,7 @@ import torch
 from .config import TrainConfig, check_kernels
 from .models import build_model
 from .distributions import bits_per_dim
+from .precision import resolve_precision
 from .train import make_optimizer, train_step
 
 
@@ -32,11 +33,13 @@ def share_of_matmul(model_name: str, images_per_s: float, matmul_bf16_gflops: fl
 def train_speed(model, batches: list[torch.Tensor], precision: str = "fp32", warmup: int = 3, steps: int = 10,
                 grad_clip: float = TrainConfig.grad_clip) -> dict:
     """Time training steps of ``model`` on the given batches (cycled): the training loop's own
-    :func:`~pixelrnn.train.train_step`, with its RMSProp and gradient clipping.
+    :func:`~pixelrnn.train.train_step`, with its RMSProp and gradient clipping. ``precision`` may be "auto" (bf16
+    where the batches' device runs it natively, else fp32).
 
     Returns:
         {"images_per_s": batch size / median step time, "step_seconds": median step time}.
     """
+    precision = resolve_precision(precision, batches[0].device)
     optimizer = make_optimizer(TrainConfig(lr=1e-4), model.parameters())
     scaler = torch.amp.GradScaler(batches[0].device.type, enabled=precision == "fp16")
     model.train()
@@ -61,15 +64,16 @@ def bench(model_name: str, data, options: dict, precisions: list[str], batch_siz
         model_name: the model family.
         data: an :class:`~pixelrnn.data.ImageData` whose images (and shape and levels) to use.
         options: the family's options (``layers``, ``hidden``, ...).
-        precisions: the precisions to measure, in order.
+        precisions: the precisions to measure, in order ("auto" is measured as what it resolves to on ``device``).
         batch_size, device, warmup, steps: as :func:`train_speed`.
 
     Yields:
-        (precision, :func:`train_speed`'s dict), one per precision: the same seeded model and batches for each.
+        (precision, :func:`train_speed`'s dict), one per precision, "auto" resolved: the same seeded model and
+        batches for each.
     """
     check_kernels(options, data.image_shape)
     gen = torch.Generator().manual_seed(0)
-    for precision in precisions:
+    for precision in (resolve_precision(p, device) for p in precisions):
         torch.manual_seed(0)
         model = build_model(model_name, data.image_shape, data.levels, **options).to(device)
         batches = [data.images[torch.randint(len(data), (batch_size,), generator=gen)].long().to(device)

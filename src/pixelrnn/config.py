@@ -60,7 +60,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     warmup_steps: int = 100
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
-    precision: str = "fp32"
+    precision: str = "auto"  # bf16 where the device runs it natively, else fp32 (precision.resolve_precision)
     seed: int = 0
     eval_every: int = 1000  # steps between validation passes (0: only at the end)
     eval_limit: int | None = 2000  # validation images per periodic pass (the final pass uses the whole split)

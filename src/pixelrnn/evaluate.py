@@ -17,7 +17,7 @@ from . import distributed
 from .devices import eval_batch_size, eval_mode, tf32, to_device
 from .distributions import nats_to_bits_per_dim
 from .errors import ConfigError
-from .precision import autocast
+from .precision import autocast, resolve_precision
 
 
 @torch.no_grad()
@@ -35,7 +35,8 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
         labels: class labels [N] for class-conditional models (log p(x | y)); ignored by unconditional ones.
         batch_size: images per forward pass (affects speed only; default: ``devices.eval_batch_size``, 16 on a
             CPU and 256 on a GPU).
-        precision: "fp32", "bf16" or "fp16" (autocast; the log-probabilities are summed in float64 either way).
+        precision: "auto" (bf16 where the model's device runs it natively, else fp32), "fp32", "bf16" or "fp16"
+            (autocast; the log-probabilities are summed in float64 either way).
         progress: show a progress bar with the running bits/dim (on rank 0 only).
         compile: score with ``torch.compile(model.log_prob)``.
 
@@ -48,6 +49,7 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
         raise ConfigError(f"batch_size (--batch-size) must be at least 1, e.g. 16, not {batch_size}")
     if len(images) == 0:
         raise ConfigError("there are no images to evaluate; check --limit and the data set")
+    precision = resolve_precision(precision, model.device)
     score = torch.compile(model.log_prob) if compile else model.log_prob
     total, count, start = 0.0, 0, time.perf_counter()
     dims = math.prod(images.shape[1:])

@@ -12,10 +12,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import distributed
 from ..config import SEED_LIMIT, parse_sets
 from ..data import SPLITS
 from ..errors import ConfigError, OutputError
 from ..images import image_format
+from ..precision import emulation_warning
 
 
 class Parser(argparse.ArgumentParser):
@@ -173,3 +175,14 @@ def writable(path: str | Path, force: bool, image: bool = False) -> Path:
     if path.exists() and not force:
         raise ConfigError(f"{path} exists; pass --force to overwrite it, or -o another name")
     return path
+
+
+def warn_if_emulated(precision: str, device) -> None:
+    """One warning line on stderr (rank 0 only) where bf16 was asked for by name and the device emulates it.
+
+    Args:
+        precision: the ``--precision`` given, before "auto" is resolved (auto never warns).
+        device: the torch.device the network runs on.
+    """
+    if distributed.is_main() and (line := emulation_warning(precision, device)) is not None:
+        sys.stderr.write(line + "\n")

@@ -13,8 +13,8 @@ from ..config import model_settings
 from ..data import load_dataset
 from ..models import model_names
 from ..plot import plot_curves
-from ..precision import PRECISIONS, check_precision
-from .common import Shared, count, model_flags, natural, output_flags, writable
+from ..precision import PRECISIONS, resolve_precision
+from .common import Shared, count, model_flags, natural, output_flags, warn_if_emulated, writable
 
 
 def add_bench(sub, shared: Shared) -> None:
@@ -23,8 +23,9 @@ def add_bench(sub, shared: Shared) -> None:
     p.add_argument("--model", choices=model_names(), default="pixelcnn", help="model family")
     p.add_argument("--data", default="digits", help="data set whose images and shape to use")
     p.add_argument("--batch-size", type=count, default=16, help="images per step")
-    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
-                   help="precisions to measure")
+    p.add_argument("--precision", nargs="+", default=["auto"], choices=PRECISIONS,
+                   help="precisions to measure, e.g. fp32 bf16 (auto: bf16 where the device runs it natively, "
+                        "else fp32)")
     p.add_argument("--warmup", type=natural, default=3, help="untimed steps first")
     p.add_argument("--steps", type=count, default=10, help="timed steps (the median is reported)")
     p.set_defaults(func=cmd_bench)
@@ -32,12 +33,13 @@ def add_bench(sub, shared: Shared) -> None:
 
 def cmd_bench(args) -> int:
     device = devices.resolve_device(args.device)
-    for precision in args.precision:
-        check_precision(precision, device)
+    precisions = [resolve_precision(precision, device) for precision in args.precision]
+    for precision in dict.fromkeys(args.precision):
+        warn_if_emulated(precision, device)
     data = load_dataset(args.data, "train", args.data_dir)
     options = model_settings(args.model, model_flags(args))
     print(f"{'model':<18}{'batch':>6}{'precision':>10}{'images/s':>10}")
-    for precision, result in bench(args.model, data, options, args.precision, args.batch_size, device,
+    for precision, result in bench(args.model, data, options, precisions, args.batch_size, device,
                                    warmup=args.warmup, steps=args.steps):
         print(f"{args.model:<18}{args.batch_size:>6}{precision:>10}{result['images_per_s']:>10.1f}")
     return 0
