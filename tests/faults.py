@@ -6,6 +6,8 @@ library as the environment says, then runs the command line. Nothing of this is 
 - ``PIXELRNN_TEST_FAIL_AT=RANK:STEP``: that rank raises when it fetches the batch of that step.
 - ``PIXELRNN_TEST_SAVE_HOOK=NAME:MARKER``: the save of checkpoint NAME writes its weights, creates the file MARKER and
   waits, half-written, to be killed.
+- ``PIXELRNN_TEST_SLOW_STEPS=SECONDS:MARKER``: every step waits SECONDS before it fetches its batch, and writes its
+  step number into MARKER (rank 0), so that a test can signal a run in the middle.
 """
 
 import os
@@ -15,6 +17,7 @@ from pathlib import Path
 
 FAIL_ENV = "PIXELRNN_TEST_FAIL_AT"
 SAVE_HOOK_ENV = "PIXELRNN_TEST_SAVE_HOOK"
+SLOW_ENV = "PIXELRNN_TEST_SLOW_STEPS"
 
 
 def fail_at(rank: int, step: int) -> None:
@@ -28,6 +31,20 @@ def fail_at(rank: int, step: int) -> None:
         return batch_indices(at, *args, **kwargs)
 
     train.batch_indices = failing
+
+
+def slow_steps(seconds: float, marker: str) -> None:
+    from pixelrnn import distributed, train
+
+    batch_indices = train.batch_indices
+
+    def slow(at: int, *args, **kwargs):
+        time.sleep(seconds)
+        if distributed.rank() == 0:
+            Path(marker).write_text(f"{at}\n")
+        return batch_indices(at, *args, **kwargs)
+
+    train.batch_indices = slow
 
 
 def hang_in_save(name: str, marker: str) -> None:
@@ -48,6 +65,9 @@ def main() -> int:
     if os.environ.get(FAIL_ENV):
         rank, step = (int(v) for v in os.environ[FAIL_ENV].split(":"))
         fail_at(rank, step)
+    if os.environ.get(SLOW_ENV):
+        seconds, _, marker = os.environ[SLOW_ENV].partition(":")
+        slow_steps(float(seconds), marker)
     if os.environ.get(SAVE_HOOK_ENV):
         name, _, marker = os.environ[SAVE_HOOK_ENV].partition(":")
         hang_in_save(name, marker)

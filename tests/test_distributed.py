@@ -7,6 +7,7 @@ gradient accumulation and a resume after a crash must all give its weights.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,8 +32,9 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 FAULTS = str(Path(__file__).resolve().parent / "faults.py")
 TIMEOUT = 180  # seconds for any one job; the process group times out well before
 STEPS = 20
+# fp32, not auto: the weights of different process layouts agree to 1e-5 only where no product rounds to bf16
 TRAIN_FLAGS = ["train", "--preset", "tiny", "--steps", str(STEPS), "--checkpoint-every", "5", "--eval-every", "10",
-               "--quiet", "--device", "cpu"]
+               "--precision", "fp32", "--quiet", "--device", "cpu"]
 
 
 def free_port() -> int:
@@ -45,12 +47,18 @@ def env() -> dict:
     return {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "PIXELRNN_DIST_TIMEOUT": "60"}
 
 
-def torchrun(*args, nproc=2, extra_env=None, check=True, node_flags=None) -> subprocess.CompletedProcess:
-    """Run ``pixelrnn ARGS`` under torchrun on 127.0.0.1 with ``nproc`` processes (through tests/faults.py when
-    ``extra_env`` injects a fault)."""
+def torchrun_command(*args, nproc=2, extra_env=None, node_flags=None) -> list[str]:
+    """The command line of ``pixelrnn ARGS`` under torchrun on 127.0.0.1 with ``nproc`` processes (through
+    tests/faults.py when ``extra_env`` injects a fault)."""
     launch = node_flags or ["--nnodes", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{free_port()}"]
-    program = [FAULTS] if faults.FAIL_ENV in (extra_env or {}) else ["-m", "pixelrnn"]
-    command = [*TORCHRUN, *launch, "--nproc_per_node", str(nproc), "--max_restarts", "0", *program, *args]
+    injected = {faults.FAIL_ENV, faults.SLOW_ENV} & set(extra_env or {})
+    program = [FAULTS] if injected else ["-m", "pixelrnn"]
+    return [*TORCHRUN, *launch, "--nproc_per_node", str(nproc), "--max_restarts", "0", *program, *args]
+
+
+def torchrun(*args, nproc=2, extra_env=None, check=True, node_flags=None) -> subprocess.CompletedProcess:
+    """Run ``pixelrnn ARGS`` under torchrun (see :func:`torchrun_command`)."""
+    command = torchrun_command(*args, nproc=nproc, extra_env=extra_env, node_flags=node_flags)
     result = subprocess.run(command, env={**env(), **(extra_env or {})}, capture_output=True, text=True,
                             timeout=TIMEOUT)
     if check and result.returncode != 0:
@@ -60,7 +68,7 @@ def torchrun(*args, nproc=2, extra_env=None, check=True, node_flags=None) -> sub
 
 def tiny_config(**changes) -> TrainConfig:
     return TrainConfig.from_dict({**preset("tiny"), "steps": STEPS, "checkpoint_every": 5, "eval_every": 10,
-                                  **changes})
+                                  "precision": "fp32", **changes})
 
 
 def weights(run) -> dict:
@@ -228,3 +236,56 @@ def test_micro_batches_and_shards_cover_everything_once():
     assert distributed.shard(7) == slice(0, 7)
     with pytest.raises(ConfigError, match="does not split"):
         distributed.check_split(16, 3, 2)
+
+
+def signal_mid_run(command: list[str], marker: Path, extra_env: dict) -> subprocess.CompletedProcess:
+    """Start ``command`` with slowed steps, send SIGTERM once it is past step 2, and wait for it to end."""
+    child = subprocess.Popen(command, env={**env(), **extra_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + TIMEOUT
+    while not (marker.exists() and marker.read_text().strip() and int(marker.read_text()) >= 2):
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the run never reached step 2"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=TIMEOUT)
+    return subprocess.CompletedProcess(command, child.returncode, out, err)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGUSR1"])
+def test_a_termination_signal_saves_and_the_run_resumes_exactly(tmp_path, single, sig):
+    """SIGTERM (or SIGUSR1), as a cluster scheduler sends it, to a real training process: it stops after the step
+    it is in with a checkpoint, says how to resume, exits with 143; --resume then gives the uninterrupted weights."""
+    run, marker = tmp_path / "run", tmp_path / "step"
+    command = [sys.executable, FAULTS, *TRAIN_FLAGS, "--out", str(run)]
+    child = subprocess.Popen(command, env={**env(), faults.SLOW_ENV: f"0.1:{marker}"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    while not (marker.exists() and marker.read_text().strip() and int(marker.read_text()) >= 2):
+        assert child.poll() is None, child.communicate()
+        time.sleep(0.02)
+    child.send_signal(getattr(signal, sig))
+    out, err = child.communicate(timeout=TIMEOUT)
+    assert child.returncode == 143, err
+    step = load_trainer_state(run)["step"]
+    assert 2 <= step < STEPS
+    assert f"stopped on a termination signal (SIGTERM or SIGUSR1) at step {step} of {STEPS}" in out
+    assert f"to continue: pixelrnn train --resume --out {run}" in out
+    assert cli_main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+    a, b = weights(run), weights(single)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_to_torchrun_stops_every_rank_at_one_step(tmp_path, two_ranks):
+    """SIGTERM to the torchrun agent: it passes the signal to its workers, every rank stops at the same step (one
+    all-reduce of the stop flag per step), rank 0 writes the checkpoint, and each worker exits with 143; a resume
+    under torchrun then gives the weights of the uninterrupted two-rank run."""
+    run, marker = tmp_path / "run", tmp_path / "step"
+    extra = {faults.SLOW_ENV: f"0.1:{marker}"}
+    result = signal_mid_run(torchrun_command(*TRAIN_FLAGS, "--out", str(run), extra_env=extra), marker, extra)
+    assert result.returncode != 0  # torchrun's agent itself ends with an error after its workers
+    step = load_trainer_state(run)["step"]
+    assert 2 <= step < STEPS
+    assert f"at step {step} of {STEPS}" in result.stdout and "exitcode" not in result.stderr.split("Traceback")[0]
+    torchrun(*TRAIN_FLAGS, "--out", str(run), "--resume")
+    a, b = weights(run), weights(two_ranks)
+    assert all(torch.equal(a[k], b[k]) for k in a)

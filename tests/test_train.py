@@ -1,5 +1,6 @@
 """Training, resuming, evaluation and the one bits/dim function."""
 
+import json
 import math
 
 import pytest
@@ -214,3 +215,75 @@ def test_train_step_is_what_the_benchmark_times():
         train_step(stepped, optimizer, [(x, None)], grad_clip=TrainConfig.grad_clip)
     for name, value in stepped.state_dict().items():
         assert torch.equal(timed.state_dict()[name], value), name
+
+
+def test_a_resume_may_change_the_precision(tmp_path, capsys):
+    """Precision is a speed setting: a bf16 run resumes in fp32, says so, and records the new setting."""
+    from pixelrnn.checkpoint import CONFIG, RunFolder
+
+    config = TrainConfig(**{**TINY_RUN, "precision": "bf16"})
+    train(config, tmp_path, progress=False, stop_after=4)
+    capsys.readouterr()
+    result = train(config.replace(precision="fp32"), tmp_path, resume=True, progress=False)
+    assert result.step == 8 and result.stopped == "finished"
+    assert "resuming with precision fp32 (was bf16): a speed setting" in capsys.readouterr().out
+    run = RunFolder(tmp_path)
+    assert run.read_training_config()["precision"] == "fp32"
+    assert json.loads((run.latest() / CONFIG).read_text())["precision"] == "fp32"
+
+
+def test_a_resume_that_changes_only_speed_settings_continues_exactly(tmp_path, capsys):
+    config = TrainConfig(**{**TINY_RUN, "precision": "fp32"})
+    train(config, tmp_path / "whole", progress=False)
+    train(config, tmp_path / "split", progress=False, stop_after=4)
+    train(config.replace(eval_batch_size=3), tmp_path / "split", resume=True, progress=False)
+    assert "resuming with eval_batch_size 3 (was None)" in capsys.readouterr().out
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_another_precision_on_the_command_line(tmp_path, capsys):
+    from pixelrnn.cli import main
+
+    run = str(tmp_path / "r")
+    assert main(["train", "--preset", "tiny", "--steps", "2", "--precision", "bf16", "--out", run, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", run, "--steps", "4", "--precision", "fp32", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming with precision fp32 (was bf16): a speed setting; the run continues exactly otherwise" in out
+    assert "finished at step 4" in out
+
+
+def test_a_folder_without_a_preset_trains_a_cpu_sized_model_and_says_so(tmp_path, capsys, monkeypatch):
+    """folder:PATH of 32x32 RGB images: not the family's defaults (the paper's CIFAR-10 size) but a CPU-sized
+    model for that shape, named in one line; the run's first lines give the split, the model and the device."""
+    import numpy as np
+    from PIL import Image
+
+    from pixelrnn.cli import main
+    from pixelrnn.presets import cpu_sized
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(30):
+        Image.fromarray(np.random.RandomState(i).randint(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    assert main(["train", "--data", f"folder:{folder}", "--out", str(tmp_path / "run"), "--show"]) == 0
+    shown = capsys.readouterr().out
+    options = json.loads(shown)["model_options"]
+    assert {k: options[k] for k in ("layers", "hidden", "head")} == cpu_sized((3, 32, 32)) == \
+        dict(layers=7, hidden=32, head=64)
+    assert options["residual"] is True and options["first_kernel"] == 7  # --show resolves the defaults too
+    assert main(["train", "--data", f"folder:{folder}", "--out", str(tmp_path / "run"), "--steps", "1",
+                 "--layers", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "no CPU preset for pixelcnn on folder:" in out and "h = 32, head 64" in out
+    assert "data: folder:" in out and "24 train, 3 validation, 3 test images of 3x32x32" in out
+    assert "model: pixelcnn, layers 1, h = 32, head 64" in out and "device: cpu (" in out
+
+
+def test_cpu_sized_models_keep_the_fashion_size_on_28x28_and_shrink_on_larger_images():
+    from pixelrnn.presets import cpu_sized
+
+    assert cpu_sized((1, 28, 28)) == dict(layers=7, hidden=64, head=64)
+    assert cpu_sized((1, 8, 8))["hidden"] == 64
+    assert cpu_sized((3, 64, 64))["hidden"] == 16

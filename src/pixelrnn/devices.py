@@ -14,7 +14,9 @@ a GPU.
 from __future__ import annotations
 
 import os
+import platform
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -63,6 +65,25 @@ def eval_batch_size(device: torch.device) -> int:
     (``benchmarks/eval_speed.py``).
     """
     return 256 if device.type == "cuda" else 16
+
+
+def cpu_name() -> str:
+    """The CPU's model name as the kernel reports it (``platform.processor()`` is often empty on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def describe(device: torch.device) -> str:
+    """The device in a few words, for the first lines of a run: ``cpu (Intel Xeon ..., 2 threads)``."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    threads = torch.get_num_threads()
+    return f"cpu ({cpu_name()}, {threads} thread{'s' if threads != 1 else ''})"
 
 
 def cpu_only(name: str | None, command: str) -> torch.device:

@@ -3,7 +3,9 @@
 "Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016), section 5 and tables 2-4, give the sizes of the
 paper's models; the CPU-sized presets shrink them to train in minutes to an hour. A preset is data, a set of
 :class:`~pixelrnn.config.TrainConfig` fields; any of them can be overridden (``pixelrnn train --preset NAME``
-with flags, or ``TrainConfig.from_dict(preset(NAME)).replace(...)`` in Python).
+with flags, or ``TrainConfig.from_dict(preset(NAME)).replace(...)`` in Python). No preset sets a precision: the
+default, "auto", is bf16 where the machine runs it natively and fp32 elsewhere, where bf16 would be emulated and
+many times slower.
 """
 
 from __future__ import annotations
@@ -33,26 +35,25 @@ PRESETS: dict[str, Preset] = {
     "fashion-pixelcnn": Preset("CPU-sized PixelCNN for 28x28 data: 7 blocks, h = 64, 5 epochs", dict(
         model="pixelcnn", model_options=dict(layers=7, hidden=64, head=64), data="fashion-mnist", epochs=5,
         batch_size=16, eval_every=2000), cpu=True),
-    "fashion-row-lstm": Preset("CPU-sized Row LSTM: 7 layers, h = 64, bf16, 2 epochs", dict(
+    "fashion-row-lstm": Preset("CPU-sized Row LSTM: 7 layers, h = 64, 2 epochs", dict(
         model="row_lstm", model_options=dict(layers=7, hidden=64, head=64), data="fashion-mnist", epochs=2,
-        batch_size=16, precision="bf16", eval_every=2000), cpu=True),
-    "fashion-diagonal-bilstm": Preset("CPU-sized Diagonal BiLSTM: 7 layers, h = 64, bf16, 1 epoch", dict(
+        batch_size=16, eval_every=2000), cpu=True),
+    "fashion-diagonal-bilstm": Preset("CPU-sized Diagonal BiLSTM: 7 layers, h = 64, 1 epoch", dict(
         model="diagonal_bilstm", model_options=dict(layers=7, hidden=64, head=64), data="fashion-mnist", epochs=1,
-        batch_size=16, precision="bf16", eval_every=2000), cpu=True),
+        batch_size=16, eval_every=2000), cpu=True),
     "fashion-multiscale": Preset("Multi-Scale PixelRNN (section 3.5): 14x14, then 28x28 given it; PixelCNN base",
                                  dict(model="multiscale", model_options=dict(base="pixelcnn", small=14, layers=7,
                                                                              hidden=64, head=64),
-                                      data="fashion-mnist", epochs=5, batch_size=16, precision="bf16",
-                                      eval_every=2000), cpu=True),
+                                      data="fashion-mnist", epochs=5, batch_size=16, eval_every=2000), cpu=True),
     "fashion-multiscale-3": Preset("Multi-Scale PixelRNN with three levels: 7x7, 14x14 given it, 28x28 given that; "
                                    "PixelCNN base", dict(model="multiscale",
                                                          model_options=dict(base="pixelcnn", small=[7, 14], layers=7,
                                                                             hidden=64, head=64),
                                                          data="fashion-mnist", epochs=5, batch_size=16,
-                                                         precision="bf16", eval_every=2000)),
+                                                         eval_every=2000)),
     "fashion-pixelcnn-classes": Preset("class-conditional PixelCNN: a learned per-class bias in every layer", dict(
         model="pixelcnn", model_options=dict(layers=7, hidden=64, head=64, num_classes=10), data="fashion-mnist",
-        epochs=5, batch_size=16, precision="bf16", eval_every=2000)),
+        epochs=5, batch_size=16, eval_every=2000)),
     # The paper's 64x64 multi-scale model: 32x32 first (s = 32, the paper's figure is not certain), then 64x64
     # given it: two levels, each the paper's 64x64 Row LSTM (4 layers, h = 512, no residual), batch 32.
     "imagenet64-multiscale": Preset("the paper's Multi-Scale Row LSTM for 64x64 ImageNet: 32x32, then 64x64 (GPU)", dict(
@@ -110,6 +111,31 @@ def preset(name: str) -> dict[str, Any]:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} (`pixelrnn presets` "
                           f"describes them)")
     return dict(PRESETS[name].values)
+
+
+# The fashion-* presets' model (7 layers, h = 64, head 64 on 28 x 28 grey images) trains in minutes to an hour on
+# one core. For another image shape, h shrinks with the square root of the pixels, and by another sqrt(2) for
+# colour (three colour groups and a 3K-way head), so that the work per step stays about the same.
+CPU_LAYERS, CPU_HIDDEN, CPU_HEAD = 7, 64, 64
+
+
+def cpu_sized(image_shape: tuple[int, int, int]) -> dict[str, int]:
+    """A CPU-sized model's ``layers``, ``hidden`` and ``head`` for images of ``image_shape`` (C, H, W).
+
+    1x28x28 gives the fashion presets' 7 / 64 / 64; 3x32x32 gives h = 32 (a step of 16 images in well under a
+    second on one core, PixelCNN in fp32); h is a multiple of 16, from 16 to 64.
+    """
+    channels, height, width = image_shape
+    budget = 28 * 28 * CPU_HIDDEN**2 / (2 if channels == 3 else 1)
+    hidden = int((budget / (height * width)) ** 0.5) // 16 * 16
+    return dict(layers=CPU_LAYERS, hidden=max(16, min(CPU_HIDDEN, hidden)), head=CPU_HEAD)
+
+
+def paper_preset(data: str, model: str) -> str | None:
+    """The paper's configuration of a model for a data set, if there is one (e.g. cifar10-pixelcnn)."""
+    return next((name for name, p in PRESETS.items()
+                 if not p.cpu and p.values["data"] == data and p.values["model"] == model
+                 and "the paper" in p.about), None)
 
 
 def default_preset(data: str, model: str) -> str | None:

@@ -33,14 +33,15 @@ from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig, check_kernels
 from .data import ImageData, load_dataset
-from .devices import resolve_device, tf32, to_device
+from .devices import describe as describe_device, resolve_device, tf32, to_device
 from .distributions import bits_per_dim
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate
 from .models import AutoregressiveModel, build_model
-from .precision import autocast, check_precision
+from .precision import autocast, check_precision, resolve_precision
 from .metrics import MetricsLog
-from .train_state import TrainState, lr_factor
+from .signals import StopSignals
+from .train_state import TrainState, check_run_folder, lr_factor
 
 # A run expected to take longer than this says so, in one line, once its first steps have been timed.
 LONG_RUN_SECONDS = 600
@@ -62,31 +63,15 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor
     return perm[index * batch_size:(index + 1) * batch_size]
 
 
-def _check_run_dir(run: ckpt.RunFolder, config: TrainConfig, resume: bool) -> None:
-    if not resume:
-        if run.has_checkpoint():
-            raise ConfigError(f"{run.root} already holds a run; pass --resume to continue it, or choose another --out")
-        return
-    if not run.has_checkpoint():
-        raise ConfigError(f"nothing to resume in {run.root}: it holds no checkpoint; drop --resume to start a run")
-    run.clean()  # what a killed save left behind
-    before = TrainConfig.from_dict(run.read_training_config())
-    # Only how long and how often may change on resume; anything else would be a different run.
-    may_change = {"steps", "epochs", "eval_every", "eval_limit", "checkpoint_every", "log_every", "eval_batch_size",
-                  "data_dir", "grad_accum", "compile"}
-    changed = [k for k, v in config.to_dict().items() if k not in may_change and before.to_dict()[k] != v]
-    if changed:
-        raise ConfigError(f"{run.root} was trained with other values of {', '.join(changed)}; "
-                          f"resume with the run's own settings (see {run.training_config})")
-
-
 @dataclass
 class TrainResult:
     """How a call of :func:`train` went."""
 
     step: int  # the step the run reached
     total_steps: int
-    stopped: str  # "finished", "already finished", "time limit", "interrupted" (Ctrl-C) or "stop_after"
+    # "finished", "already finished", "time limit", "interrupted" (Ctrl-C), "terminated" (SIGTERM or SIGUSR1, see
+    # pixelrnn.signals) or "stop_after"
+    stopped: str
     checkpoint: Path | None  # the run's newest checkpoint folder
     train_bits_per_dim: float | None = None  # of the last step; None if this call made no step
     train_nats_per_image: float | None = None  # the same, in the paper's unit for binarized MNIST
@@ -186,7 +171,10 @@ class TrainLoop:
                 self.model, device_ids=[device] if device.type == "cuda" else None)
         if config.compile:
             self.net = torch.compile(self.net)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+        self.precision = resolve_precision(config.precision, device)  # "auto" decided here, for this machine
+        if config.precision == "auto" and distributed.any_rank(self.precision != "bf16"):
+            self.precision = "fp32"  # ranks that decide apart (a probe near its threshold) agree on the safe one
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.log = MetricsLog(run, self.step) if self.main else None
         # training time goes on across resumes
         self.trained_before = max(state.seconds if state else 0.0, self.log.seconds if self.log else 0.0)
@@ -220,7 +208,7 @@ class TrainLoop:
 
     def advance(self) -> None:
         """One optimizer step, and the run's figures of it."""
-        loss = train_step(self.net, self.optimizer, self.micro_batches(self.step), self.config.precision,
+        loss = train_step(self.net, self.optimizer, self.micro_batches(self.step), self.precision,
                           self.config.grad_clip, self.scaler)
         self.schedule.step()
         self.step += 1
@@ -254,7 +242,7 @@ class TrainLoop:
         if limit is not None:
             images, labels = images[:limit], None if labels is None else labels[:limit]
         valid = evaluate(self.model, images, labels, batch_size=self.config.eval_batch_size,
-                         precision=self.config.precision, compile=self.config.compile)
+                         precision=self.precision, compile=self.config.compile)
         valid["step"] = self.step
         if self.main:
             self.log.write(step=self.step, split="valid", bits_per_dim=valid["bits_per_dim"], images_per_s="",
@@ -268,15 +256,24 @@ class TrainLoop:
         state = TrainState(optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
                            step=self.step, torch_rng=torch.get_rng_state(), total_steps=self.total_steps,
                            lr_extended=self.extended, seconds=self.training_time())
-        self.result.checkpoint = state.save(self.run, self.model, extra_config={"train": self.config.to_dict()})
+        # The run's config keeps "auto" (a resume elsewhere decides again); the checkpoint says what this one ran.
+        self.result.checkpoint = state.save(self.run, self.model, extra_config={"train": self.config.to_dict(),
+                                                                                "precision": self.precision})
 
-    def stop_reason(self, stop_after: int | None, time_limit: float | None) -> str | None:
-        """Why the loop stops after this step, or None to go on."""
+    def stop_reason(self, stop_after: int | None, time_limit: float | None, signalled: bool) -> str | None:
+        """Why the loop stops after this step, or None to go on.
+
+        Under torchrun every rank stops at the step where the first of them reaches the time limit or receives a
+        stop signal: one all-reduce of both flags per step.
+        """
         if stop_after is not None and self.step - self.first_step >= stop_after:
             return "stop_after"
-        if time_limit is not None and distributed.any_rank(time.perf_counter() - self.started >= time_limit):
-            return "time limit"  # under torchrun every rank stops at the step where the first reaches it
-        return None
+        out_of_time = time_limit is not None and time.perf_counter() - self.started >= time_limit
+        signalled, out_of_time = (total > 0 for total in distributed.sum_over_ranks(float(signalled),
+                                                                                     float(out_of_time)))
+        if signalled:
+            return "terminated"
+        return "time limit" if out_of_time else None
 
     def finish(self) -> None:
         """A checkpoint of the last step, the replicas' agreement, and a full validation when the run is done."""
@@ -320,7 +317,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     device = device if isinstance(device, torch.device) else resolve_device(device)
     check_precision(config.precision, device)
     distributed.check_split(config.batch_size, config.grad_accum, distributed.world_size())
-    _check_run_dir(run, config, resume)
+    check_run_folder(run, config, resume)
     data = _load_data(config)
     total_steps = config.total_steps(len(data[0]))
     state = TrainState.load(run.root) if resume else None
@@ -332,26 +329,15 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
                            checkpoint=run.latest())
 
     loop = TrainLoop(config, run, data, device, state, total_steps, verify)
+    if loop.main:
+        print("\n".join(_first_lines(loop, state)), flush=True)
     # disable=None: no bar without a terminal (a log file or CI), where every redraw would be a line of its own;
     # under torchrun, rank 0's bar only.
     bar = tqdm(total=total_steps, initial=loop.step, desc="training", unit="step",
                disable=None if progress and loop.main else True)
     try:
-        while loop.step < total_steps:
-            loop.advance()
-            bar.update(1)
-            if (estimate := loop.estimate(stop_after)) is not None:
-                bar.write(estimate)
-            if loop.step % config.log_every == 0 or loop.step == total_steps:
-                loop.log_train()
-                bar.set_postfix(bpd=f"{loop.result.train_bits_per_dim:.4f}", img_s=f"{loop.result.images_per_s:.1f}")
-            if config.eval_every and loop.step % config.eval_every == 0 and loop.step < total_steps:
-                _report_validation(bar, loop.validate(config.eval_limit), loop)
-            if loop.step % config.checkpoint_every == 0:
-                loop.save()
-            if (reason := loop.stop_reason(stop_after, time_limit)) is not None:
-                loop.result.stopped = reason
-                break
+        with StopSignals() as signals:  # SIGTERM or SIGUSR1: stop after this step, with a checkpoint
+            _loop(loop, bar, stop_after, time_limit, signals)
         loop.finish()
     except KeyboardInterrupt:
         loop.save()  # an interrupted run resumes from where it stopped
@@ -360,6 +346,46 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         bar.close()
         result = loop.close()
     return result
+
+
+def _loop(loop: TrainLoop, bar, stop_after: int | None, time_limit: float | None, signals: StopSignals) -> None:
+    """Step until the run is done or told to stop."""
+    config, total_steps = loop.config, loop.total_steps
+    while loop.step < total_steps:
+        loop.advance()
+        bar.update(1)
+        if (estimate := loop.estimate(stop_after)) is not None:
+            bar.write(estimate)
+        if loop.step % config.log_every == 0 or loop.step == total_steps:
+            loop.log_train()
+            bar.set_postfix(bpd=f"{loop.result.train_bits_per_dim:.4f}", img_s=f"{loop.result.images_per_s:.1f}")
+        if config.eval_every and loop.step % config.eval_every == 0 and loop.step < total_steps:
+            _report_validation(bar, loop.validate(config.eval_limit), loop)
+        if loop.step % config.checkpoint_every == 0:
+            loop.save()
+        if (reason := loop.stop_reason(stop_after, time_limit, signals.received is not None)) is not None:
+            loop.result.stopped = reason
+            return
+
+
+def _first_lines(loop: TrainLoop, state: TrainState | None) -> list[str]:
+    """What a run says before its first step: where it starts, the data and its split, the model, and where it
+    runs, so that a size or a precision nobody chose is seen at once."""
+    train_data, valid_data = loop.train_data, loop.valid_data
+    shape = "x".join(map(str, train_data.image_shape))
+    held_out = f", {len(valid_data)} test" if train_data.name.startswith("folder:") else ""  # a folder splits 80/10/10
+    settings = loop.model.settings
+    sizes = ", ".join(f"{label} {getattr(settings, name)}" for name, label in
+                      (("base", "base"), ("small", "small"), ("layers", "layers"), ("hidden", "h ="), ("head", "head"))
+                      if hasattr(settings, name))
+    parameters = sum(p.numel() for p in loop.model.parameters())
+    lines = [f"resuming from step {state.step} of {loop.total_steps}"] if state else []
+    return lines + [
+        f"data: {train_data.name}: {len(train_data)} train, {len(valid_data)} validation{held_out} images of "
+        f"{shape}, {train_data.levels} levels",
+        f"model: {loop.model.name}, {sizes}: {parameters:,} parameters",
+        f"device: {describe_device(loop.device)}, precision {loop.precision}, batch {loop.config.batch_size}, "
+        f"{loop.total_steps} steps"]
 
 
 def _report_validation(bar, valid: dict, loop: TrainLoop) -> None:

@@ -24,8 +24,9 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import TrainConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 
 
 def lr_factor(config: TrainConfig, total_steps: int,
@@ -60,6 +61,36 @@ def lr_factor(config: TrainConfig, total_steps: int,
         return start_factor + (target - start_factor) * (step - start) / ramp
 
     return factor
+
+
+# Settings that change only how fast a run goes: a resume may change them, and says so in one line.
+SPEED_SETTINGS = ("precision", "compile", "eval_batch_size")
+
+
+def check_run_folder(run: ckpt.RunFolder, config: TrainConfig, resume: bool) -> None:
+    """Refuse a new run in a folder that holds one, or a resume with settings that would make it another run.
+
+    Only how long, how often and how fast may change on resume (:data:`SPEED_SETTINGS` says so in one line).
+    """
+    if not resume:
+        if run.has_checkpoint():
+            raise ConfigError(f"{run.root} already holds a run; pass --resume to continue it, or choose another --out")
+        return
+    if not run.has_checkpoint():
+        raise ConfigError(f"nothing to resume in {run.root}: it holds no checkpoint; drop --resume to start a run")
+    run.clean()  # what a killed save left behind
+    before = TrainConfig.from_dict(run.read_training_config())
+    may_change = {"steps", "epochs", "eval_every", "eval_limit", "checkpoint_every", "log_every", "data_dir",
+                  "grad_accum", *SPEED_SETTINGS}
+    was, now = before.to_dict(), config.to_dict()
+    changed = [k for k, v in now.items() if k not in may_change and was[k] != v]
+    if changed:
+        raise ConfigError(f"{run.root} was trained with other values of {', '.join(changed)}; "
+                          f"resume with the run's own settings (see {run.training_config})")
+    speed = [f"{k} {now[k]} (was {was[k]})" for k in SPEED_SETTINGS if now[k] != was[k]]
+    if speed and distributed.is_main():
+        print(f"resuming with {', '.join(speed)}: {'a speed setting' if len(speed) == 1 else 'speed settings'}; "
+              f"the run continues exactly otherwise")
 
 
 def _whole(value: Any) -> bool:

@@ -13,12 +13,13 @@ import shlex
 from .. import distributed
 from ..checkpoint import RunFolder
 from ..config import FLAG_FIELDS, TrainConfig, merge
-from ..data import DATASETS, dataset_info
-from ..models import model_names
+from ..data import DATASETS, dataset_info, load_dataset
+from ..models import model_defaults, model_names
 from ..precision import PRECISIONS
-from ..presets import PRESETS, default_preset, preset
+from ..presets import PRESETS, cpu_sized, default_preset, paper_preset, preset
+from ..signals import EXIT_STATUS
 from ..train import TrainResult, train
-from .common import Shared, count, model_flags, natural, path, positive, seed
+from .common import Shared, count, model_flags, natural, path, positive, seed, warn_if_emulated
 
 
 def add_train(sub, shared: Shared) -> None:
@@ -36,8 +37,9 @@ def add_train(sub, shared: Shared) -> None:
     steps.add_argument("--epochs", type=positive, help="total epochs over the training split, instead of --steps")
     p.add_argument("--batch-size", type=count, help=f"images per step (default: the preset's, else "
                                                    f"{TrainConfig.batch_size})")
-    p.add_argument("--precision", choices=PRECISIONS, help="bf16: matrix work in bfloat16 under autocast (default: "
-                                                           f"the preset's, else {TrainConfig.precision})")
+    p.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 where the device runs it natively (AVX-512 "
+                   "bf16 or AMX, a GPU of compute capability 8.0+), else fp32; bf16: matrix work in bfloat16 under "
+                   f"autocast (default: {TrainConfig.precision}; on --resume, the run's own, and it may change)")
     p.add_argument("--optimizer", choices=("rmsprop", "adam"), help=f"default: {TrainConfig.optimizer}")
     p.add_argument("--lr", type=positive, help=f"peak learning rate (default: the preset's, else {TrainConfig.lr})")
     p.add_argument("--seed", type=seed, help=f"seed of the weights and the data order (default: {TrainConfig.seed})")
@@ -62,14 +64,25 @@ def _base_config(args, run: RunFolder) -> dict:
     """What the flags override: the run's own settings when resuming, else the preset."""
     if args.resume and run.training_config.is_file():
         return run.read_training_config()
-    name = args.preset
-    if name is None:
-        data, model = args.data or TrainConfig.data, args.model or TrainConfig.model
-        name = default_preset(data, model)
-        if name and not args.show and distributed.is_main():
-            print(f"using preset {name}, the CPU-sized configuration of {model} for {data} "
-                  f"(`pixelrnn presets {name}` shows it; --preset or flags change it)")
-    return preset(name) if name else {}
+    if args.preset is not None:
+        return preset(args.preset)
+    data, model = args.data or TrainConfig.data, args.model or TrainConfig.model
+    name = default_preset(data, model)
+    say = print if not args.show and distributed.is_main() else (lambda line: None)
+    if name:
+        say(f"using preset {name}, the CPU-sized configuration of {model} for {data} "
+            f"(`pixelrnn presets {name}` shows it; --preset or flags change it)")
+        return preset(name)
+    # No CPU preset for this data and model (a folder of the user's images, or a paper-sized data set): a model
+    # sized for its image shape, not the family's defaults (the paper's CIFAR-10 size, hours per epoch on a CPU).
+    shape = dataset_info(data)["image_shape"] or load_dataset(data, "train", args.data_dir,
+                                                               image_size=args.image_size).image_shape
+    options = cpu_sized(tuple(shape))
+    paper = paper_preset(data, model)
+    say(f"no CPU preset for {model} on {data}: a CPU-sized {model} for {'x'.join(map(str, shape))} images, "
+        f"{options['layers']} layers, h = {options['hidden']}, head {options['head']} (--layers, --hidden, --head "
+        f"change it{f'; --preset {paper} is the paper' + chr(39) + 's' if paper else ''})")
+    return {"model_options": options}
 
 
 def cmd_train(args) -> int:
@@ -77,14 +90,15 @@ def cmd_train(args) -> int:
     flags = {name: getattr(args, name) for name in FLAG_FIELDS}
     config = merge(_base_config(args, run), flags, model_flags(args), class_conditional=args.class_conditional)
     if args.show:
-        print(json.dumps(config.to_dict(), indent=2))
+        print(json.dumps(_in_full(config), indent=2))
         return 0
     time_limit = args.time_limit * 60 if args.time_limit else None
     with distributed.session(args.device) as device:  # under torchrun: join the job, leave it at the end
+        warn_if_emulated(config.precision, device)
         result = train(config, run.root, resume=args.resume, progress=not args.quiet, time_limit=time_limit,
                        device=device, verify=not args.no_verify)
     if not distributed.is_main():
-        return 0
+        return EXIT_STATUS if result.stopped == "terminated" else 0
     return _report(result, config, run, args)
 
 
@@ -117,11 +131,12 @@ def _report(result: TrainResult, config: TrainConfig, run: RunFolder, args) -> i
         print(f"finished at step {step} of {total}; checkpoint written to {result.checkpoint}")
         print(f"to train longer: {resume} --steps {2 * step}")
         return 0
-    why = f"stopped at the time limit ({args.time_limit:g} min)" if result.stopped == "time limit" else "interrupted"
+    why = {"time limit": f"stopped at the time limit ({args.time_limit or 0:g} min)",
+           "terminated": "stopped on a termination signal (SIGTERM or SIGUSR1)"}.get(result.stopped, "interrupted")
     again = f" --time-limit {args.time_limit:g}" if args.time_limit else ""
     print(f"{why} at step {step} of {total}; checkpoint written to {result.checkpoint}")
     print(f"to continue: {resume}{again}")
-    return 130 if result.stopped == "interrupted" else 0
+    return {"interrupted": 130, "terminated": EXIT_STATUS}.get(result.stopped, 0)
 
 
 def add_presets(sub, shared: Shared) -> None:
@@ -130,9 +145,16 @@ def add_presets(sub, shared: Shared) -> None:
     p.set_defaults(func=cmd_presets)
 
 
+def _in_full(config: TrainConfig) -> dict:
+    """Every field of ``config``, and every model option as the model will be built, defaults included."""
+    shown = config.to_dict()
+    shown["model_options"] = {**model_defaults(config.model), **config.model_options}
+    return shown
+
+
 def cmd_presets(args) -> int:
     if args.name:
-        print(json.dumps(TrainConfig.from_dict(preset(args.name)).to_dict(), indent=2))
+        print(json.dumps(_in_full(TrainConfig.from_dict(preset(args.name))), indent=2))
         return 0
     width = max(map(len, PRESETS))
     for name, p in PRESETS.items():
