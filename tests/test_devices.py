@@ -118,3 +118,24 @@ def test_gpu_check_runs_its_code_paths_on_a_cpu(tmp_path):
         result = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "none.md")],
                                 capture_output=True, text=True, timeout=120, env=env)
         assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 1
+
+
+def test_bench_shows_a_progress_bar_per_configuration(monkeypatch, capsys):
+    """`bench` times each precision under its own bar (steps, time per step, what is left); --quiet has none."""
+    from pixelrnn import benchmark
+
+    bars = []
+    real = benchmark.tqdm
+
+    def recording(iterable, **kwargs):
+        bars.append(kwargs)
+        return real(iterable, **kwargs)
+
+    monkeypatch.setattr(benchmark, "tqdm", recording)
+    args = ["bench", "--layers", "1", "--hidden", "4", "--head", "8", "--steps", "2", "--warmup", "1",
+            "--precision", "fp32", "bf16", "--batch-size", "2"]
+    assert cli_main(args) == 0
+    assert [(b["desc"], b["disable"]) for b in bars] == [("pixelcnn fp32", None), ("pixelcnn bf16", None)]
+    bars.clear()
+    assert cli_main([*args, "--quiet"]) == 0
+    assert all(b["disable"] is True for b in bars) and len(bars) == 2

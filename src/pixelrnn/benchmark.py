@@ -13,6 +13,7 @@ import statistics
 import time
 
 import torch
+from tqdm.auto import tqdm
 
 from .config import TrainConfig, check_kernels
 from .models import build_model
@@ -31,10 +32,13 @@ def share_of_matmul(model_name: str, images_per_s: float, matmul_bf16_gflops: fl
 
 
 def train_speed(model, batches: list[torch.Tensor], precision: str = "fp32", warmup: int = 3, steps: int = 10,
-                grad_clip: float = TrainConfig.grad_clip) -> dict:
+                grad_clip: float = TrainConfig.grad_clip, progress: bool = False) -> dict:
     """Time training steps of ``model`` on the given batches (cycled): the training loop's own
     :func:`~pixelrnn.train.train_step`, with its RMSProp and gradient clipping. ``precision`` may be "auto" (bf16
     where the batches' device runs it natively, else fp32).
+
+    A slow configuration (a Diagonal BiLSTM at the paper's size takes seconds a step on a CPU) shows a progress
+    bar with the time per step and what is left, when ``progress`` is set and there is a terminal.
 
     Returns:
         {"images_per_s": batch size / median step time, "step_seconds": median step time}.
@@ -44,7 +48,9 @@ def train_speed(model, batches: list[torch.Tensor], precision: str = "fp32", war
     scaler = torch.amp.GradScaler(batches[0].device.type, enabled=precision == "fp16")
     model.train()
     times = []
-    for k in range(warmup + steps):
+    bar = tqdm(range(warmup + steps), desc=f"{getattr(model, 'name', 'model')} {precision}", unit="step",
+               leave=False, disable=None if progress else True)
+    for k in bar:
         x = batches[k % len(batches)]
         start = time.perf_counter()
         train_step(model, optimizer, [(x, None)], precision, grad_clip, scaler)
@@ -52,12 +58,13 @@ def train_speed(model, batches: list[torch.Tensor], precision: str = "fp32", war
             torch.cuda.synchronize(x.device)  # GPU work is asynchronous: time it to the end
         if k >= warmup:
             times.append(time.perf_counter() - start)
+            bar.set_postfix(s_step=f"{statistics.median(times):.3f}")
     median = statistics.median(times)
     return {"images_per_s": len(batches[0]) / median, "step_seconds": median}
 
 
 def bench(model_name: str, data, options: dict, precisions: list[str], batch_size: int = 16,
-          device: torch.device | str = "cpu", warmup: int = 3, steps: int = 10):
+          device: torch.device | str = "cpu", warmup: int = 3, steps: int = 10, progress: bool = False):
     """Training speed of one model configuration in each precision, on random batches of ``data``'s images.
 
     Args:
@@ -65,7 +72,7 @@ def bench(model_name: str, data, options: dict, precisions: list[str], batch_siz
         data: an :class:`~pixelrnn.data.ImageData` whose images (and shape and levels) to use.
         options: the family's options (``layers``, ``hidden``, ...).
         precisions: the precisions to measure, in order ("auto" is measured as what it resolves to on ``device``).
-        batch_size, device, warmup, steps: as :func:`train_speed`.
+        batch_size, device, warmup, steps, progress: as :func:`train_speed`.
 
     Yields:
         (precision, :func:`train_speed`'s dict), one per precision, "auto" resolved: the same seeded model and
@@ -78,7 +85,7 @@ def bench(model_name: str, data, options: dict, precisions: list[str], batch_siz
         model = build_model(model_name, data.image_shape, data.levels, **options).to(device)
         batches = [data.images[torch.randint(len(data), (batch_size,), generator=gen)].long().to(device)
                    for _ in range(4)]
-        yield precision, train_speed(model, batches, precision, warmup=warmup, steps=steps)
+        yield precision, train_speed(model, batches, precision, warmup=warmup, steps=steps, progress=progress)
 
 
 def training_flops(model, x: torch.Tensor) -> int:

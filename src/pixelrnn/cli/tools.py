@@ -19,7 +19,7 @@ from .common import Shared, count, model_flags, natural, output_flags, warn_if_e
 
 def add_bench(sub, shared: Shared) -> None:
     p = sub.add_parser("bench", help="training images/s of a model configuration",
-                       parents=[shared.running, shared.model, shared.data_dir])
+                       parents=[shared.running, shared.model, shared.data_dir, shared.quiet])
     p.add_argument("--model", choices=model_names(), default="pixelcnn", help="model family")
     p.add_argument("--data", default="digits", help="data set whose images and shape to use")
     p.add_argument("--batch-size", type=count, default=16, help="images per step")
@@ -40,7 +40,7 @@ def cmd_bench(args) -> int:
     options = model_settings(args.model, model_flags(args))
     print(f"{'model':<18}{'batch':>6}{'precision':>10}{'images/s':>10}")
     for precision, result in bench(args.model, data, options, precisions, args.batch_size, device,
-                                   warmup=args.warmup, steps=args.steps):
+                                   warmup=args.warmup, steps=args.steps, progress=not args.quiet):
         print(f"{args.model:<18}{args.batch_size:>6}{precision:>10}{result['images_per_s']:>10.1f}")
     return 0
 
