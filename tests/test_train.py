@@ -287,3 +287,26 @@ def test_cpu_sized_models_keep_the_fashion_size_on_28x28_and_shrink_on_larger_im
     assert cpu_sized((1, 28, 28)) == dict(layers=7, hidden=64, head=64)
     assert cpu_sized((1, 8, 8))["hidden"] == 64
     assert cpu_sized((3, 64, 64))["hidden"] == 16
+
+
+def test_preset_times_count_the_work_of_a_step_and_the_steps_of_a_run(monkeypatch, capsys):
+    """The FLOPs of a step counted on a crop equal those of the full image (the work per pixel is the same), the
+    steps follow the data set's size (CIFAR-10: 100 epochs of 45,000 images at 16 is 281,250), and
+    `presets --times` prints both columns."""
+    from pixelrnn import estimates
+    from pixelrnn.cli import main
+
+    options = dict(layers=2, hidden=8, head=16)
+    full = estimates.step_flops("pixelcnn", options, (3, 16, 16), 8, batch=2)
+    monkeypatch.setattr(estimates, "CROP", 16)
+    assert estimates.step_flops("pixelcnn", options, (3, 16, 16), 8, batch=2) == full
+    assert estimates.train_images("cifar10") == 45_000 and estimates.train_images("digits") == 1297
+    monkeypatch.setattr(estimates, "family_rate", lambda model, device: 1e9)
+    monkeypatch.setattr(estimates, "step_flops", lambda *args: 3.6e12)  # an hour a step at 1 GFLOP/s
+    times = estimates.preset_estimates()
+    assert times["cifar10-pixelcnn"]["steps"] == 281_250
+    assert times["cifar10-pixelcnn"]["here_hours"] == pytest.approx(281_250)
+    assert estimates.duration(0.5) == "30 min" and estimates.duration(100) == "4 days"
+    assert main(["presets", "--times"]) == 0
+    out = capsys.readouterr().out
+    assert "one core" in out and "GPU (est.)" in out and "281,250" in out

@@ -14,6 +14,7 @@ from .. import distributed
 from ..checkpoint import RunFolder
 from ..config import FLAG_FIELDS, TrainConfig, merge
 from ..data import DATASETS, dataset_info, load_dataset
+from ..estimates import GPU_MIN_STEP_SECONDS, GPU_TFLOPS, duration, preset_estimates
 from ..models import model_defaults, model_names
 from ..precision import PRECISIONS
 from ..presets import PRESETS, cpu_sized, default_preset, paper_preset, preset
@@ -142,6 +143,9 @@ def _report(result: TrainResult, config: TrainConfig, run: RunFolder, args) -> i
 def add_presets(sub, shared: Shared) -> None:
     p = sub.add_parser("presets", help="list the named configurations, or show one in full")
     p.add_argument("name", nargs="?", help="a preset to show in full (default: list them all)")
+    p.add_argument("--times", action="store_true",
+                   help="add how long each takes on one core of this machine (from a measured step of each model "
+                        "family, about half a minute) and on a GPU (an estimate from the FLOPs per step)")
     p.set_defaults(func=cmd_presets)
 
 
@@ -157,7 +161,19 @@ def cmd_presets(args) -> int:
         print(json.dumps(_in_full(TrainConfig.from_dict(preset(args.name))), indent=2))
         return 0
     width = max(map(len, PRESETS))
+    times = preset_estimates(progress=True) if args.times else None
+    if times:
+        print(f"{'':<{width}}  {'':<16}{'steps':>8}{'one core':>11}{'GPU (est.)':>12}")
     for name, p in PRESETS.items():
-        print(f"{name:<{width}}  {p.values['data']:<16}{p.about}")
+        columns = ""
+        if times:
+            t = times[name]
+            steps = "?" if t["steps"] is None else f"{t['steps']:,}"
+            columns = f"{steps:>8}{duration(t['here_hours']):>11}{duration(t['gpu_hours']):>12}  "
+        print(f"{name:<{width}}  {p.values['data']:<16}{columns}{p.about}")
+    if times:
+        print(f"one core: the FLOPs of the training steps at this machine's measured rate for the model family "
+              f"(validation passes not counted); GPU: at an assumed {GPU_TFLOPS:g} TFLOP/s and at least "
+              f"{GPU_MIN_STEP_SECONDS * 1000:g} ms a step, not measured")
     print("`pixelrnn presets NAME` shows one in full; `pixelrnn train --preset NAME` trains it.")
     return 0
