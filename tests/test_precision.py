@@ -115,4 +115,7 @@ def test_train_resolves_auto_and_the_checkpoint_records_it(tmp_path, monkeypatch
     # checkpoints/latest names the newest checkpoint folder
     assert json.loads((RunFolder(run).latest() / CONFIG).read_text())["precision"] == expected
     assert json.loads((run / "train_config.json").read_text())["precision"] == "auto"  # decided again on resume
-    assert "warning:" not in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "warning:" not in err
+    why = "bf16 is native here" if is_native else "no native bf16 here"
+    assert f"precision {expected} (auto: {why})" in out  # the run says what it chose, and why

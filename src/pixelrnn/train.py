@@ -384,8 +384,15 @@ def _first_lines(loop: TrainLoop, state: TrainState | None) -> list[str]:
         f"data: {train_data.name}: {len(train_data)} train, {len(valid_data)} validation{held_out} images of "
         f"{shape}, {train_data.levels} levels",
         f"model: {loop.model.name}, {sizes}: {parameters:,} parameters",
-        f"device: {describe_device(loop.device)}, precision {loop.precision}, batch {loop.config.batch_size}, "
-        f"{loop.total_steps} steps"]
+        f"device: {describe_device(loop.device)}, precision {loop.precision}{_why(loop)}, "
+        f"batch {loop.config.batch_size}, {loop.total_steps} steps"]
+
+
+def _why(loop: TrainLoop) -> str:
+    """Why ``auto`` chose the precision it did, in a few words ("" for a precision given by name)."""
+    if loop.config.precision != "auto":
+        return ""
+    return " (auto: bf16 is native here)" if loop.precision == "bf16" else " (auto: no native bf16 here)"
 
 
 def _report_validation(bar, valid: dict, loop: TrainLoop) -> None:
