@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import pixelrnn
+from pixelrnn import codec
 
 # Options that make each family tiny but keep every part of it (at least two layers, so that residual and
 # layer-to-layer paths are exercised).
@@ -79,3 +80,17 @@ def assert_causal(model, levels):
                 y[:, c2, i2, j2] = (x[:, c2, i2, j2] + 1 + shift) % levels
             changed = model(y)
             assert torch.equal(changed[:, :, c, i, j], base[:, :, c, i, j]), f"value {(c, i, j)} sees the future"
+
+
+def seal(body: bytes) -> bytes:
+    """A compressed file with its trailing checksum recomputed, as anyone editing a file can do."""
+    return body + codec._digest(body)
+
+
+def refusal(model, data: bytes) -> str:
+    """The one-line CodecError that decoding ``data`` raises."""
+    with pytest.raises(codec.CodecError) as caught:
+        codec.decode(model, data)
+    message = str(caught.value)
+    assert message and "\n" not in message
+    return message

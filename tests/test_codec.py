@@ -26,7 +26,7 @@ from pixelrnn import codec
 from pixelrnn.errors import ConfigError, ImageError, OutputError, write_atomic, writing
 from pixelrnn.images import read_image, save_grid
 from pixelrnn.cli import main
-from helpers import tiny_model
+from helpers import refusal, seal, tiny_model
 
 CASES = [((1, 4, 5), 2), ((1, 3, 3), 17), ((3, 3, 4), 256), ((3, 2, 2), 5)]
 
@@ -102,11 +102,6 @@ def coded():
     return model, images, codec.encode(model, images)
 
 
-def seal(body: bytes) -> bytes:
-    """A file with its trailing checksum recomputed, as anyone editing a file can do."""
-    return body + codec._digest(body)
-
-
 def fields_of(data: bytes) -> tuple[dict, bytes, bytes]:
     """The header's fields as a dict, its digests (model, images) and the payload, of a valid file."""
     h = codec.read_header(data)
@@ -117,14 +112,6 @@ def fields_of(data: bytes) -> tuple[dict, bytes, bytes]:
 def rebuild(fields: dict, digests: bytes, payload: bytes, version: int = codec.VERSION) -> bytes:
     head = codec.MAGIC + codec._varint(version) + b"".join(codec._varint(fields[f]) for f in codec.FIELDS)
     return seal(head + digests + payload)
-
-
-def refusal(model, data: bytes) -> str:
-    with pytest.raises(codec.CodecError) as caught:
-        codec.decode(model, data)
-    message = str(caught.value)
-    assert message and "\n" not in message
-    return message
 
 
 def test_another_model_is_refused(coded):

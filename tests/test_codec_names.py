@@ -13,20 +13,7 @@ import torch
 import pixelrnn
 from pixelrnn import codec
 from pixelrnn.errors import ConfigError
-from helpers import tiny_model
-
-
-def seal(body: bytes) -> bytes:
-    """A file with its trailing checksum recomputed, as anyone editing a file can do."""
-    return body + codec._digest(body)
-
-
-def refusal(model, data: bytes) -> str:
-    with pytest.raises(codec.CodecError) as caught:
-        codec.decode(model, data)
-    message = str(caught.value)
-    assert message and "\n" not in message
-    return message
+from helpers import refusal, seal, tiny_model
 
 
 # Two 28x28 images (a blank one, and one with a bright box) compressed with the shipped fashion-pixelcnn by the
