@@ -246,11 +246,46 @@ def completion_panel(originals: torch.Tensor, known: torch.Tensor, completions: 
     return _write(label_row(grid(rows, levels, columns=k + 2), layout, labels), path)
 
 
+def _lossless_pixels(picture: Image.Image, channels: int, path) -> np.ndarray:
+    """The picture's 8-bit values as (H, W) or (H, W, 3), converted only where nothing is lost, else an ImageError.
+
+    A palette becomes its colours (grey ones only, for a grey model); bilevel becomes 0 and 255; an alpha channel
+    that is fully opaque is dropped, since it holds nothing. A 16-bit image, a colour image for a grey model, or
+    an alpha channel with any transparency would lose information, and is refused with what the model can code.
+    """
+    mode = picture.mode
+    wants = "8-bit greyscale (L)" if channels == 1 else "8-bit RGB"
+    article = "an" if mode[0] in "AEFHILMNORSX" else "a"  # "an RGB image", "an L image", "a CMYK image"
+    if mode.startswith("I") or mode == "F":
+        raise ImageError(f"{path} is {article} {mode} image ({'16' if ';16' in mode else '32'}-bit values), but "
+                         f"the model codes {wants} images: 8-bit values would lose its low bits")
+    if mode in ("P", "PA", "LA", "RGBA"):  # resolve a palette and check what the alpha holds
+        picture = picture.convert("RGBA" if mode != "LA" else "LA")
+        alpha = np.asarray(picture)[..., -1]
+        if (alpha != 255).any():
+            raise ImageError(f"{path} has transparent pixels, which the model cannot code ({wants} only); "
+                             "flatten it onto a background first if the transparency does not matter")
+        picture = picture.convert("RGB" if picture.mode == "RGBA" else "L")
+    elif mode == "1":
+        picture = picture.convert("L")  # 0 and 255, exactly
+    if picture.mode == "RGB" and channels == 1:
+        rgb = np.asarray(picture)
+        if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
+            raise ImageError(f"{path} is a colour image, but the model codes {wants} images")
+        return rgb[..., 0].copy()
+    if picture.mode != ("L" if channels == 1 else "RGB"):
+        raise ImageError(f"{path} is {article} {mode} image, but the model codes {wants} images "
+                         f"({channels} channel{'s' if channels > 1 else ''})")
+    return np.asarray(picture).copy()
+
+
 def read_image(path: str | Path, image_shape: tuple[int, int, int], levels: int) -> torch.Tensor:
     """Read a PNG/JPEG as int64 [C, H, W] values in [0, levels), checking it against a model's image shape.
 
     8-bit values map to K levels as :func:`to_uint8` wrote them (v -> round(v * (K - 1) / 255)); values that do not
-    lie on one of the K levels are an error, since a lossless codec must not round them silently.
+    lie on one of the K levels are an error, since a lossless codec must not round them silently. For the same
+    reason a file is converted only where nothing is lost (a palette, bilevel, a fully opaque alpha channel), and a
+    16-bit, transparent or (for a grey model) colour image is refused.
 
     Args:
         path: the image file.
@@ -266,15 +301,7 @@ def read_image(path: str | Path, image_shape: tuple[int, int, int], levels: int)
     """
     c, h, w = image_shape
     with open_image(path) as picture:
-        mode = picture.mode
-        if mode in ("L", "1", "P", "I;16") and c == 1:
-            picture = picture.convert("L")
-        elif mode in ("RGB", "RGBA", "P") and c == 3:
-            picture = picture.convert("RGB")
-        else:
-            article = "an" if mode[0] in "AEFHILMNORSX" else "a"  # "an RGB image", "an L image", "a CMYK image"
-            raise ImageError(f"{path} is {article} {mode} image, but the model codes images with {c} channel(s)")
-        pixels = np.asarray(picture).copy()
+        pixels = _lossless_pixels(picture, c, path)
     if pixels.shape[:2] != (h, w):
         raise ImageError(f"{path} is {pixels.shape[1]}x{pixels.shape[0]}, but the model codes {w}x{h} images")
     values = torch.from_numpy(pixels.reshape(h, w, c)).permute(2, 0, 1).long()
