@@ -98,3 +98,30 @@ def test_a_run_loads_from_any_of_its_paths(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(CheckpointError, match="pass the run folder"):
         pixelrnn.load_checkpoint(tmp_path / "notes.txt")
+
+
+def test_non_finite_weights_are_refused_on_load(tmp_path):
+    """A diverged run's weights (NaN, with a valid checksum) are refused in one line, not scored as NaN."""
+    import pixelrnn
+    from pixelrnn.errors import CheckpointError
+
+    model = pixelrnn.build_model("pixelcnn", (1, 4, 4), 4, layers=1, hidden=4, head=8)
+    with torch.no_grad():
+        model.head.logits.bias[0] = float("nan")
+    pixelrnn.save_checkpoint(tmp_path / "ckpt", model)
+    with pytest.raises(CheckpointError, match="non-finite weights .* head.logits.bias"):
+        pixelrnn.load_checkpoint(tmp_path / "ckpt")
+
+
+@pytest.mark.parametrize("pointer", [b"\xff\xfe\x00binary", b"../../elsewhere", b"/etc", b"step-1"])
+def test_a_latest_pointer_that_is_not_a_step_folder_of_the_run_is_refused(tmp_path, pointer):
+    import pixelrnn
+    from pixelrnn.checkpoint import RunFolder
+    from pixelrnn.errors import CheckpointError
+
+    run = RunFolder(tmp_path / "run")
+    run.save(3, pixelrnn.build_model("pixelcnn", (1, 4, 4), 4, layers=1, hidden=4, head=8), {"step": 3})
+    assert run.latest().name == "step-000000003"
+    run.pointer.write_bytes(pointer)
+    with pytest.raises(CheckpointError, match="latest"):
+        run.latest()

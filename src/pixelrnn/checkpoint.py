@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -219,6 +220,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     if verify and sha256 is not None and weights_sha256(state) != sha256:
         raise CheckpointError(f"{weights_path} is damaged: its weights do not match the sha256 recorded when it was "
                               f"saved; use another checkpoint, or pass --no-verify to load it anyway")
+    broken = next((name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if broken is not None:  # a diverged run: every likelihood, sample and code from it would be NaN
+        raise CheckpointError(f"{weights_path} holds non-finite weights (NaN or inf, first in {broken}); the run "
+                              f"diverged: use an earlier checkpoint, or train again with a lower --lr")
     dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         model = model.to(dtypes.pop())
@@ -294,8 +299,20 @@ class RunFolder:
         return self.pointer.is_file()
 
     def latest(self) -> Path:
-        """The newest checkpoint folder."""
-        return self.checkpoints / self.pointer.read_text().strip()
+        """The newest checkpoint folder, as the ``latest`` pointer names it: a step folder of this run, nothing else.
+
+        Raises:
+            CheckpointError: the pointer is not text, or names anything but a ``step-NNNNNNNNN`` folder here.
+        """
+        try:
+            name = self.pointer.read_text().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{self.pointer} cannot be read as the name of a checkpoint ({type(e).__name__}); "
+                                  f"write the newest step folder's name into it, e.g. step-000001000") from None
+        if not re.fullmatch(r"step-\d{9}", name):
+            raise CheckpointError(f"{self.pointer} names {name[:60]!r}, not a step folder of this run "
+                                  f"(step-NNNNNNNNN); write the newest one's name into it")
+        return self.checkpoints / name
 
     def step(self, step: int) -> Path:
         return self.checkpoints / f"step-{step:09d}"
