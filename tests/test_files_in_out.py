@@ -232,3 +232,29 @@ def test_evaluate_on_a_folder_writes_eval_folder_name(tmp_path, monkeypatch, cap
     assert main(["evaluate", "r", "--quiet"]) == 0
     assert "eval-folder-pictures-test.json" in capsys.readouterr().out
     assert [p.name for p in (tmp_path / "r").glob("eval-*.json")] == ["eval-folder-pictures-test.json"]
+
+
+def test_decompress_refuses_a_device_and_presets_refuses_an_empty_name(tmp_path, capsys):
+    from pixelrnn.cli import main
+
+    assert main(["decompress", "fashion-pixelcnn", "/dev/zero", "-o", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "/dev/zero is not a regular file" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    assert main(["presets", ""]) == 2
+    assert "unknown preset ''" in capsys.readouterr().err
+
+
+def test_checkpoint_weights_get_the_umask_like_the_other_files(tmp_path):
+    import os
+
+    import pixelrnn
+
+    old = os.umask(0o022)
+    try:
+        pixelrnn.save_checkpoint(tmp_path / "c", pixelrnn.build_model("pixelcnn", (1, 4, 4), 4, layers=1, hidden=4,
+                                                                       head=8))
+    finally:
+        os.umask(old)
+    assert {(f.name, f.stat().st_mode & 0o777) for f in (tmp_path / "c").iterdir()} == \
+        {("model.safetensors", 0o644), ("config.json", 0o644)}

@@ -106,6 +106,7 @@ def _save(path: Path, model: AutoregressiveModel, trainer_state: dict | None, ex
         metadata = {"format": FORMAT, "version": VERSION, "config": json.dumps(model.config),
                     "sha256": weights_sha256(weights)}
         save_file(weights, str(tmp / WEIGHTS), metadata=metadata)
+        (tmp / WEIGHTS).chmod(0o666 & ~_umask())  # as the other files of the checkpoint: safetensors makes it 0600
         (tmp / CONFIG).write_text(json.dumps({"model": model.config, **(extra_config or {})}, indent=2) + "\n")
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER)

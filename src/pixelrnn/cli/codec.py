@@ -21,6 +21,9 @@ from ..fitting import load_with_data
 from ..images import read_image, save_image
 from .common import Shared, count, output_flags, writable
 
+# The largest file decompress reads into memory: far beyond a real one (hundreds of thousands of 64x64 RGB images).
+MAX_FILE_BYTES = 2**32
+
 
 def add_compress(sub, shared: Shared) -> None:
     p = sub.add_parser("compress", help="compress images losslessly with a model",
@@ -113,7 +116,13 @@ def cmd_decompress(args) -> int:
     out = Path(args.output)
     model = pretrained.load(args.run, verify=not args.no_verify)
     try:
-        data = Path(args.file).read_bytes()
+        source = Path(args.file)
+        if source.exists() and not source.is_file():  # a device such as /dev/zero would be read until memory ends
+            raise PixelRNNError(f"{args.file} is not a regular file; give a file written by `pixelrnn compress`")
+        if source.is_file() and source.stat().st_size > MAX_FILE_BYTES:
+            raise PixelRNNError(f"{args.file} is {source.stat().st_size / 2**30:.1f} GiB, more than decompress reads "
+                                f"({MAX_FILE_BYTES // 2**30} GiB); split the images over several files")
+        data = source.read_bytes()
     except OSError as e:
         raise PixelRNNError(f"cannot read {args.file}: {e.strerror}") from None
     paths = _outputs(out, codec.read_header(data), args.force)  # the header's names are checked safe here

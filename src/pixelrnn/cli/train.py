@@ -157,7 +157,7 @@ def _in_full(config: TrainConfig) -> dict:
 
 
 def cmd_presets(args) -> int:
-    if args.name:
+    if args.name is not None:  # `presets ''` is an unknown preset, not the listing
         print(json.dumps(_in_full(TrainConfig.from_dict(preset(args.name))), indent=2))
         return 0
     width = max(map(len, PRESETS))
