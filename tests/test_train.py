@@ -310,3 +310,34 @@ def test_preset_times_count_the_work_of_a_step_and_the_steps_of_a_run(monkeypatc
     assert main(["presets", "--times"]) == 0
     out = capsys.readouterr().out
     assert "one core" in out and "GPU (est.)" in out and "281,250" in out
+
+
+@pytest.mark.parametrize("damage", [b"step,split\n1,train,x\n", b"\x00\xff\xfe binary", b"step,seconds\nfour,1\n",
+                                    b"split,bits_per_dim\ntrain,1.0\n", b"step,seconds\n1,soon\n"])
+def test_a_damaged_metrics_file_is_one_line_on_resume(tmp_path, capsys, damage):
+    from pixelrnn.checkpoint import RunFolder
+    from pixelrnn.cli import main
+
+    train(TrainConfig(**TINY_RUN), tmp_path, progress=False)
+    RunFolder(tmp_path).metrics.write_bytes(damage)
+    assert main(["train", "--out", str(tmp_path), "--resume", "--steps", "12", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "metrics.csv is damaged" in err, err
+    assert RunFolder(tmp_path).metrics.read_bytes() == damage  # left as it was
+
+
+def test_checkpoints_of_another_model_in_a_run_folder_are_refused_on_resume(tmp_path, capsys):
+    import shutil
+
+    from pixelrnn.checkpoint import RunFolder
+    from pixelrnn.cli import main
+
+    train(TrainConfig(**TINY_RUN), tmp_path / "a", progress=False)
+    other = dict(TINY_RUN, model_options=dict(layers=2, hidden=6, head=8))
+    train(TrainConfig(**other), tmp_path / "b", progress=False)
+    a, b = RunFolder(tmp_path / "a"), RunFolder(tmp_path / "b")
+    shutil.rmtree(a.checkpoints)
+    shutil.copytree(b.checkpoints, a.checkpoints)  # a's settings, b's checkpoints
+    assert main(["train", "--out", str(a.root), "--resume", "--steps", "12", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not the one" in err and "train_config.json" in err, err

@@ -11,7 +11,7 @@ import csv
 import io
 
 from . import checkpoint as ckpt
-from .errors import write_atomic, writing
+from .errors import CheckpointError, write_atomic, writing
 
 
 class MetricsLog:
@@ -28,10 +28,7 @@ class MetricsLog:
         self.path = run.metrics
         kept, fields = [], self.FIELDS
         if self.path.exists():
-            with writing(self.path), open(self.path, newline="") as f:
-                reader = csv.DictReader(f)
-                fields = tuple(reader.fieldnames or self.FIELDS)  # a run from before a column existed keeps its own
-                kept = [row for row in reader if int(row["step"]) <= step]
+            kept, fields = self._read(step)
         self.seconds = max((float(row["seconds"]) for row in kept if row.get("seconds")), default=0.0)
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
@@ -47,6 +44,23 @@ class MetricsLog:
             self.tensorboard = SummaryWriter(str(run.tensorboard))
         except ImportError:  # TensorBoard is optional
             self.tensorboard = None
+
+    def _read(self, step: int) -> tuple[list[dict], tuple[str, ...]]:
+        """The rows up to ``step`` and the columns of an existing metrics.csv, or a one-line error if it is damaged."""
+        try:
+            with writing(self.path), open(self.path, newline="") as f:
+                reader = csv.DictReader(f)
+                fields = tuple(reader.fieldnames or self.FIELDS)  # a run from before a column existed keeps its own
+                if "step" not in fields or "seconds" not in fields:
+                    raise ValueError(f"its columns are {', '.join(fields)[:80]}, without step and seconds")
+                kept = [row for row in reader if int(row["step"]) <= step]
+                for row in kept:
+                    if row.get("seconds"):
+                        float(row["seconds"])
+        except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as e:
+            raise CheckpointError(f"{self.path} is damaged ({str(e).splitlines()[0][:120]}); move it aside to "
+                                  f"resume (the run then logs from its checkpoint on)") from None
+        return kept, fields
 
     def write(self, **row) -> None:
         with writing(self.path):

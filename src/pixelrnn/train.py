@@ -186,7 +186,11 @@ class TrainLoop:
 
     def _restore(self, state: TrainState, verify: bool) -> None:
         # The weights are read on the CPU and copied to the device; the optimizer moves its state to them.
-        self.model.load_state_dict(ckpt.load_checkpoint(self.run.root, verify=verify).state_dict())
+        stored = ckpt.load_checkpoint(self.run.root, verify=verify)
+        if stored.config != self.model.config:  # weights of another size or family than the run's settings say
+            raise CheckpointError(f"{self.run.latest()} holds a {stored.name} model that is not the one "
+                                  f"{self.run.training_config} describes; resume from the run's own checkpoints")
+        self.model.load_state_dict(stored.state_dict())
         try:
             self.optimizer.load_state_dict(state.optimizer)
             self.schedule.load_state_dict(state.schedule)
