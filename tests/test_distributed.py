@@ -289,3 +289,26 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_step(tmp_path, two_ranks):
     torchrun(*TRAIN_FLAGS, "--out", str(run), "--resume")
     a, b = weights(run), weights(two_ranks)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_second_training_in_one_run_folder_is_refused_and_a_dead_holder_is_taken_over(tmp_path, capsys):
+    """Two trainings on one folder: the second is refused in one line that names the first's PID, and writes
+    nothing; once the first is killed (SIGKILL: no goodbye) its lock goes with it and a resume goes on."""
+    run, marker = tmp_path / "run", tmp_path / "step"
+    child = subprocess.Popen([sys.executable, FAULTS, *TRAIN_FLAGS, "--out", str(run)],
+                             env={**env(), faults.SLOW_ENV: f"0.2:{marker}"}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        while not (marker.exists() and marker.read_text().strip() and int(marker.read_text()) >= 6):
+            assert child.poll() is None, child.communicate()
+            time.sleep(0.02)
+        metrics = (run / "metrics.csv").read_bytes()
+        assert cli_main(["train", "--out", str(run), "--resume", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"is being trained by another process (PID {child.pid})" in err and len(err.splitlines()) == 1
+        assert (run / "metrics.csv").read_bytes()[:len(metrics)] == metrics  # the first one's file, untouched
+    finally:
+        child.kill()
+        child.wait()
+    assert cli_main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+    assert load_trainer_state(run)["step"] == STEPS

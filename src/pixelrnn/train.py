@@ -37,9 +37,10 @@ from .devices import describe as describe_device, resolve_device, tf32, to_devic
 from .distributions import bits_per_dim
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate
+from .metrics import MetricsLog
 from .models import AutoregressiveModel, build_model
 from .precision import autocast, check_precision, resolve_precision
-from .metrics import MetricsLog
+from .run_lock import locked
 from .signals import StopSignals
 from .train_state import TrainState, check_run_folder, lr_factor
 
@@ -321,6 +322,14 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     device = device if isinstance(device, torch.device) else resolve_device(device)
     check_precision(config.precision, device)
     distributed.check_split(config.batch_size, config.grad_accum, distributed.world_size())
+    # Rank 0, the one writer, holds the folder for the whole training: a second training there is refused.
+    with locked(run.root) if distributed.is_main() else nullcontext():
+        return _train(config, run, resume, progress, stop_after, time_limit, device, verify)
+
+
+def _train(config: TrainConfig, run: ckpt.RunFolder, resume: bool, progress: bool, stop_after: int | None,
+           time_limit: float | None, device: torch.device, verify: bool) -> TrainResult:
+    """:func:`train` once the run folder is held."""
     check_run_folder(run, config, resume)
     data = _load_data(config)
     total_steps = config.total_steps(len(data[0]))
