@@ -16,7 +16,8 @@ import pixelrnn
 from pixelrnn import distributions
 from pixelrnn.errors import ConfigError, ImageError
 from pixelrnn.evaluate import evaluate
-from pixelrnn.images import Layout, completion_panel, enlargement, grid, save_grid, save_image
+from pixelrnn.images import save_image
+from pixelrnn.pictures import Layout, completion_panel, enlargement, grid, save_grid
 from helpers import tiny_model
 from test_docs import README, run_page
 

@@ -24,7 +24,8 @@ from PIL import Image
 
 from pixelrnn import codec
 from pixelrnn.errors import ConfigError, ImageError, OutputError, write_atomic, writing
-from pixelrnn.images import read_image, save_grid
+from pixelrnn.images import read_image
+from pixelrnn.pictures import save_grid
 from pixelrnn.cli import main
 from helpers import refusal, seal, tiny_model
 

@@ -33,7 +33,7 @@ from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig, check_kernels
 from .data import ImageData, load_dataset
-from .devices import describe as describe_device, resolve_device, tf32, to_device
+from .devices import resolve_device, tf32, to_device
 from .distributions import bits_per_dim
 from .errors import CheckpointError, ConfigError
 from .evaluate import evaluate
@@ -42,6 +42,7 @@ from .models import AutoregressiveModel, build_model
 from .precision import autocast, check_precision, resolve_precision
 from .run_lock import locked
 from .signals import StopSignals
+from .train_report import estimate_line, first_lines
 from .train_state import TrainState, check_run_folder, lr_factor
 
 # A run expected to take longer than this says so, in one line, once its first steps have been timed.
@@ -78,14 +79,6 @@ class TrainResult:
     train_nats_per_image: float | None = None  # the same, in the paper's unit for binarized MNIST
     images_per_s: float | None = None  # over the last logging window
     valid: dict | None = None  # the last validation (``evaluate``'s dict, with the "step" it was measured at)
-
-
-def estimate_line(seconds_per_step: float, steps_left: int) -> str:
-    """One plain line on how long the rest of a run will take."""
-    minutes = seconds_per_step * steps_left / 60
-    when = f"{minutes:.0f} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours"
-    return (f"about {when} to go: {steps_left} steps at {seconds_per_step:.2f} s/step "
-            f"(--time-limit MINUTES stops with a checkpoint; --resume continues)")
 
 
 def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -343,7 +336,7 @@ def _train(config: TrainConfig, run: ckpt.RunFolder, resume: bool, progress: boo
 
     loop = TrainLoop(config, run, data, device, state, total_steps, verify)
     if loop.main:
-        print("\n".join(_first_lines(loop, state)), flush=True)
+        print("\n".join(first_lines(loop, state)), flush=True)
     # disable=None: no bar without a terminal (a log file or CI), where every redraw would be a line of its own;
     # under torchrun, rank 0's bar only.
     bar = tqdm(total=total_steps, initial=loop.step, desc="training", unit="step",
@@ -379,33 +372,6 @@ def _loop(loop: TrainLoop, bar, stop_after: int | None, time_limit: float | None
         if (reason := loop.stop_reason(stop_after, time_limit, signals.received is not None)) is not None:
             loop.result.stopped = reason
             return
-
-
-def _first_lines(loop: TrainLoop, state: TrainState | None) -> list[str]:
-    """What a run says before its first step: where it starts, the data and its split, the model, and where it
-    runs, so that a size or a precision nobody chose is seen at once."""
-    train_data, valid_data = loop.train_data, loop.valid_data
-    shape = "x".join(map(str, train_data.image_shape))
-    held_out = f", {len(valid_data)} test" if train_data.name.startswith("folder:") else ""  # a folder splits 80/10/10
-    settings = loop.model.settings
-    sizes = ", ".join(f"{label} {getattr(settings, name)}" for name, label in
-                      (("base", "base"), ("small", "small"), ("layers", "layers"), ("hidden", "h ="), ("head", "head"))
-                      if hasattr(settings, name))
-    parameters = sum(p.numel() for p in loop.model.parameters())
-    lines = [f"resuming from step {state.step} of {loop.total_steps}"] if state else []
-    return lines + [
-        f"data: {train_data.name}: {len(train_data)} train, {len(valid_data)} validation{held_out} images of "
-        f"{shape}, {train_data.levels} levels",
-        f"model: {loop.model.name}, {sizes}: {parameters:,} parameters",
-        f"device: {describe_device(loop.device)}, precision {loop.precision}{_why(loop)}, "
-        f"batch {loop.config.batch_size}, {loop.total_steps} steps"]
-
-
-def _why(loop: TrainLoop) -> str:
-    """Why ``auto`` chose the precision it did, in a few words ("" for a precision given by name)."""
-    if loop.config.precision != "auto":
-        return ""
-    return " (auto: bf16 is native here)" if loop.precision == "bf16" else " (auto: no native bf16 here)"
 
 
 def _report_validation(bar, valid: dict, loop: TrainLoop) -> None:

@@ -14,7 +14,8 @@ from .. import devices, pretrained
 from ..errors import ConfigError
 from ..fitting import load_with_data
 from ..generate import complete_each
-from ..images import completion_panel, read_image, save_grid
+from ..images import read_image
+from ..pictures import completion_panel, save_grid
 from ..occlusion import occlusion
 from .common import Shared, count, natural, output_flags, writable
 

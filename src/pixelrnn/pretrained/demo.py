@@ -17,7 +17,8 @@ import torch
 from .. import codec
 from ..data import load_dataset
 from ..errors import DataError
-from ..images import completion_panel, save_grid, save_image
+from ..images import save_image
+from ..pictures import completion_panel, save_grid
 from ..occlusion import occlusion
 from . import load_pretrained, names, shipped
 
