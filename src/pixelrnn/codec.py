@@ -45,7 +45,8 @@ import numpy as np
 import torch
 
 from .errors import CodecError, ConfigError, ImageError, PixelRNNError  # noqa: F401  (PixelRNNError: re-exported)
-from .generate import num_threads, walk
+from .devices import num_threads
+from .generate import walk
 
 __all__ = ["BATCH", "CodecError", "Header", "NAMED_VERSION", "VERSION", "decode", "decode_named", "encode",
            "fingerprint", "name_problem", "read_header"]

@@ -104,6 +104,17 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @contextmanager
+def num_threads(threads: int):
+    """Run the block with ``threads`` intra-op threads, restoring the caller's setting afterwards (also on error)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
 def eval_mode(module: torch.nn.Module):
     """Run the block with ``module`` in eval mode, then put it back in the mode it was in (also on error)."""
     was_training = module.training

@@ -32,10 +32,11 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from .data import SPECS
 from .distributions import bits_per_dim
-from .generate import num_threads
+from .devices import num_threads
 from .models import build_model
 from .precision import resolve_precision
 from .presets import PRESETS, cpu_sized
+from .train import make_optimizer, train_step
 
 # An assumed achieved rate of a recent data-centre GPU in bf16 on these models (convolutions and small recurrent
 # products reach a fraction of the peak); the GPU column is an estimate from it, not a measurement.
@@ -85,8 +86,6 @@ def step_flops(model: str, options: dict, image_shape: tuple[int, int, int], lev
 def family_rate(model: str, device: torch.device, steps: int = 1, batch: int = 4) -> float:
     """This machine's FLOP/s on training steps of ``model`` at the CPU size, on one CPU thread, in the precision
     auto picks."""
-    from .train import make_optimizer, train_step  # train imports the data and model layers this module sits on
-
     options = {**cpu_sized((1, 28, 28)), **({"base": "pixelcnn", "small": 14} if model == "multiscale" else {})}
     torch.manual_seed(0)
     net = build_model(model, (1, 28, 28), 256, **options).to(device)

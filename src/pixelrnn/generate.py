@@ -25,13 +25,11 @@ machine: one thread when the largest per-step product is small (:func:`step_thre
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 from tqdm.auto import tqdm
 
 from . import distributions
-from .devices import eval_mode
+from .devices import eval_mode, num_threads
 from .errors import PixelRNNError
 
 METHODS = ("fast", "naive")
@@ -44,17 +42,6 @@ def step_threads(model, batch: int) -> int:
     caller's setting. Every weight matrix of a stepper acts on each new pixel once; the largest bounds a step's work."""
     largest = max((p.numel() for p in model.parameters() if p.dim() >= 2), default=0)
     return 1 if 2 * batch * largest < SMALL_STEP_FLOPS else torch.get_num_threads()
-
-
-@contextmanager
-def num_threads(threads: int):
-    """Run the block with ``threads`` intra-op threads, restoring the caller's setting afterwards (also on error)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def sample(model, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,

@@ -21,6 +21,7 @@ from contextlib import nullcontext
 
 import torch
 
+from .devices import num_threads
 from .errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: resolve_precision; fp16 only on CUDA (check_precision)
@@ -144,12 +145,8 @@ def _slowdown(device: torch.device) -> float:
         return _matmul_seconds(torch.bfloat16, device) / _matmul_seconds(torch.float32, device)
     # On one thread: a 0.1 ms product split over threads waits for each of them, and on a busy machine that wait,
     # not the product, is what would be timed (ratios then swing from 0.5 to 3 where one thread gives 0.25 each time).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with num_threads(1):
         return _matmul_seconds(torch.bfloat16, device) / _matmul_seconds(torch.float32, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _matmul_seconds(dtype: torch.dtype, device: torch.device, warmup: int = 2, repeats: int = 5) -> float:

@@ -10,15 +10,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
-
 from .. import codec, devices, pretrained
 from ..checkpoint import read_training_config
 from ..distributions import nats_to_bits_per_dim
 from ..errors import ConfigError, PixelRNNError, write_atomic, writing
 from ..evaluate import evaluate
 from ..fitting import load_with_data
-from ..images import read_image, save_image
+from ..images import read_images, save_image
 from .common import Shared, count, output_flags, writable
 
 # The largest file decompress reads into memory: far beyond a real one (hundreds of thousands of 64x64 RGB images).
@@ -65,7 +63,7 @@ def _load_images(args):
         if args.data:
             raise ConfigError("give image files or --data NAME, not both")
         model = pretrained.load(args.run, verify=not args.no_verify)
-        images = torch.stack([read_image(path, model.image_shape, model.levels) for path in args.images])
+        images = read_images(args.images, model.image_shape, model.levels)
         return model, images, None if args.no_names else _stems(args.images)
     if not args.data and read_training_config(pretrained.resolve(args.run)).get("data") is None:
         shape = pretrained.load(args.run, verify=not args.no_verify).image_shape

@@ -132,7 +132,7 @@ class Shared:
 def model_flags(args: argparse.Namespace) -> dict:
     """The model flags given: --layers, --hidden, --head and --set, as one dict (the --set values still as text).
 
-    Not the model's options (those are :func:`pixelrnn.model_options`): only what the command line sets.
+    Not the model's options (their defaults are :func:`pixelrnn.model_defaults`): only what the command line sets.
 
     Args:
         args: the parsed flags of a command with the ``Shared.model`` parent.

@@ -14,7 +14,7 @@ from .. import devices, pretrained
 from ..errors import ConfigError
 from ..fitting import load_with_data
 from ..generate import complete_each
-from ..images import read_image
+from ..images import read_images
 from ..pictures import completion_panel, save_grid
 from ..occlusion import occlusion
 from .common import Shared, count, natural, output_flags, writable
@@ -82,7 +82,7 @@ def _originals(args):
         if model.settings.num_classes and args.class_label is None:
             raise ConfigError(f"the model is class-conditional, and image files carry no class; pass --class N "
                               f"(0..{model.settings.num_classes - 1}) for the class of every image")
-        images = torch.stack([read_image(path, model.image_shape, model.levels) for path in args.images])
+        images = read_images(args.images, model.image_shape, model.levels)
         return model, images, args.class_label
     model, data = load_with_data(args.run, args.data, args.split, args.data_dir, verify=not args.no_verify)
     held = len(data.images)

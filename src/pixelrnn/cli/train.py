@@ -80,9 +80,10 @@ def _base_config(args, run: RunFolder) -> dict:
                                                                image_size=args.image_size).image_shape
     options = cpu_sized(tuple(shape))
     paper = paper_preset(data, model)
+    also = f"; --preset {paper} is the paper's" if paper else ""
     say(f"no CPU preset for {model} on {data}: a CPU-sized {model} for {'x'.join(map(str, shape))} images, "
         f"{options['layers']} layers, h = {options['hidden']}, head {options['head']} (--layers, --hidden, --head "
-        f"change it{f'; --preset {paper} is the paper' + chr(39) + 's' if paper else ''})")
+        f"change it{also})")
     return {"model_options": options}
 
 
