@@ -260,8 +260,10 @@ def test_a_termination_signal_saves_and_the_run_resumes_exactly(tmp_path, single
     command = [sys.executable, FAULTS, *TRAIN_FLAGS, "--out", str(run)]
     child = subprocess.Popen(command, env={**env(), faults.SLOW_ENV: f"0.1:{marker}"}, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + TIMEOUT
     while not (marker.exists() and marker.read_text().strip() and int(marker.read_text()) >= 2):
         assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the run never reached step 2"
         time.sleep(0.02)
     child.send_signal(getattr(signal, sig))
     out, err = child.communicate(timeout=TIMEOUT)
@@ -299,8 +301,10 @@ def test_a_second_training_in_one_run_folder_is_refused_and_a_dead_holder_is_tak
                              env={**env(), faults.SLOW_ENV: f"0.2:{marker}"}, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     try:
+        deadline = time.monotonic() + TIMEOUT
         while not (marker.exists() and marker.read_text().strip() and int(marker.read_text()) >= 6):
             assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the run never reached step 6"
             time.sleep(0.02)
         metrics = (run / "metrics.csv").read_bytes()
         assert cli_main(["train", "--out", str(run), "--resume", "--quiet"]) == 2
