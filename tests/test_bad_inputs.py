@@ -270,7 +270,8 @@ def test_no_verify_loads_a_damaged_checkpoint(work, capsys):
     out.unlink()
 
 
-def test_checkpoints_without_a_sha256_load_as_before(tmp_path):
+def test_checkpoints_without_a_sha256_load_only_unverified(tmp_path):
+    """Weights that record no sha256 cannot be checked: refused, unless the user says --no-verify, which warns."""
     from helpers import tiny_model
     model = tiny_model("pixelcnn", (1, 4, 4), 4, dtype=torch.float32)
     checkpoint.save_checkpoint(tmp_path / "old", model)
@@ -278,7 +279,10 @@ def test_checkpoints_without_a_sha256_load_as_before(tmp_path):
     with checkpoint.safe_open(str(rewrite), framework="pt") as f:
         metadata = {k: v for k, v in f.metadata().items() if k != "sha256"}
     save_file(load_file(str(rewrite)), str(rewrite), metadata=metadata)
-    assert checkpoint.load_checkpoint(tmp_path / "old").config == model.config
+    with pytest.raises(checkpoint.CheckpointError, match="records no sha256.*--no-verify"):
+        checkpoint.load_checkpoint(tmp_path / "old")
+    with pytest.warns(checkpoint.UnverifiedWeights, match="records none"):
+        assert checkpoint.load_checkpoint(tmp_path / "old", verify=False).config == model.config
 
 
 def test_set_reads_values_by_their_declared_type():

@@ -44,9 +44,10 @@ def test_weights_of_another_model_are_a_clear_error(tmp_path):
     model = tiny_model("pixelcnn", (1, 4, 4), 4, dtype=torch.float32)
     other = tiny_model("pixelcnn", (1, 4, 4), 4, dtype=torch.float32, layers=3)
     (tmp_path / "bad").mkdir()
-    metadata = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": json.dumps(model.config)}
-    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(tmp_path / "bad" / "model.safetensors"),
-              metadata=metadata)
+    weights = {k: v.contiguous() for k, v in other.state_dict().items()}
+    metadata = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": json.dumps(model.config),
+                "sha256": checkpoint.weights_sha256(weights)}
+    save_file(weights, str(tmp_path / "bad" / "model.safetensors"), metadata=metadata)
     with pytest.raises(CheckpointError, match="does not match"):
         pixelrnn.load_checkpoint(tmp_path / "bad")
 

@@ -289,7 +289,8 @@ def test_a_checkpoint_written_before_the_new_options_loads_as_it_was(tmp_path, n
         old_config["skip"] = True
     path = tmp_path / "model.safetensors"
     save_file(model.state_dict(), str(path),
-              metadata={"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": json.dumps(old_config)})
+              metadata={"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": json.dumps(old_config),
+                        "sha256": checkpoint.weights_sha256(model.state_dict())})
     loaded = pixelrnn.load_checkpoint(path)
     assert loaded.config == model.config
     x = torch.randint(0, 3, (2, 1, 4, 4))

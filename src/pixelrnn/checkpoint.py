@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError, ConfigError, write_atomic, writing
+from .config import TrainConfig, field_types, typed
+from .errors import CheckpointError, ConfigError, UnverifiedWeights, write_atomic, writing
 from .models import AutoregressiveModel, build_from_config, upgrade_config
+from .models.registry import parameter_count, state_shapes
 
 FORMAT = "pixelrnn-checkpoint"
 VERSION = "1"
@@ -193,6 +197,34 @@ def _read_json(file: Path) -> dict[str, Any]:
     return _json_object(text, str(file))
 
 
+def _check_against_header(config: dict[str, Any], weights: Path) -> None:
+    """Refuse a config that the weights file's own tensors do not bear out, reading only the file's header.
+
+    The config is JSON that anyone can edit: ``layers`` of 10^12 would hang a build, ``hidden`` of 10^12 would ask
+    for terabytes. The tensors' shapes in the safetensors header are what was saved, so the config must describe
+    exactly them: first their total count (computed without building the model at its depth), then every name and
+    shape (on the meta device, which allocates nothing).
+    """
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            held = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+        expected = parameter_count(config)
+        if expected != sum(math.prod(shape) for shape in held.values()):
+            raise CheckpointError(f"{weights} does not match its own config: the config describes a model of "
+                                  f"{expected:,} values, the file holds {sum(map(math.prod, held.values())):,}; "
+                                  "the file is corrupt or was edited")
+        shapes = state_shapes(config)
+    except (ConfigError, TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{weights} holds a config this pixelrnn cannot build: {e}") from None
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights} could not be read ({e}); it may be truncated or corrupt") from None
+    if shapes != held:
+        name = next(n for n in sorted(set(shapes) | set(held)) if shapes.get(n) != held.get(n))
+        raise CheckpointError(f"{weights} does not match its own config: {name} is "
+                              f"{'missing' if name not in held else held[name]} in the file, but the config needs "
+                              f"{'none' if name not in shapes else shapes[name]}; the file is corrupt or was edited")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
                     verify: bool = True) -> AutoregressiveModel:
     """Rebuild a model from a checkpoint; no flags needed, since the checkpoint holds its config.
@@ -200,16 +232,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     Args:
         path: a run directory, a checkpoint directory, or a ``model.safetensors`` file.
         map_location: device for the weights.
-        verify: check the weights against the sha256 recorded when they were saved (checkpoints written before
-            pixelrnn recorded one load without the check).
+        verify: check the weights against the sha256 recorded when they were saved; a checkpoint that records
+            none is refused unless ``verify=False``, and loading without the check warns (:class:`UnverifiedWeights`).
 
     Returns:
         The model in eval mode, in the dtype it was saved in.
     """
     weights_path = _weights_file(resolve(path))
     config, sha256 = _read_metadata(weights_path)
+    if sha256 is None and verify:
+        raise CheckpointError(f"{weights_path} records no sha256 of its weights, so they cannot be verified; pass "
+                              f"--no-verify (verify=False) to load it anyway")
     # Options added since the checkpoint was written take the value it was trained with (models/registry.py).
     config = upgrade_config(config)
+    _check_against_header(config, weights_path)  # before anything of the config's size is allocated
     try:
         model = build_from_config(config)
     except (ConfigError, TypeError, ValueError) as e:
@@ -218,7 +254,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
         state = load_file(str(weights_path), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights_path} could not be read ({e}); it may be truncated or corrupt") from None
-    if verify and sha256 is not None and weights_sha256(state) != sha256:
+    if not verify:
+        warnings.warn(f"{weights_path} loaded without checking its weights against "
+                      f"{'a sha256 (it records none)' if sha256 is None else 'their recorded sha256'} (--no-verify)",
+                      UnverifiedWeights, stacklevel=2)
+    elif weights_sha256(state) != sha256:
         raise CheckpointError(f"{weights_path} is damaged: its weights do not match the sha256 recorded when it was "
                               f"saved; use another checkpoint, or pass --no-verify to load it anyway")
     broken = next((name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
@@ -261,7 +301,13 @@ def read_training_config(path: str | Path) -> dict[str, Any]:
         train = _read_json(config_file).get("train", {})
         if not isinstance(train, dict):
             raise CheckpointError(f"the training config in {config_file} is not a JSON object; the file is damaged")
-        return train
+        # Each setting that commands read from it (the data set, its folder, the image size, ...) is checked as the
+        # command line checks it: a number where the data set's name belongs is a damaged file, not a crash later.
+        declared = field_types(TrainConfig)
+        try:
+            return {key: typed(key, declared[key], value) if key in declared else value for key, value in train.items()}
+        except ConfigError as e:
+            raise CheckpointError(f"the training config in {config_file} is damaged: {e}") from None
     return {}
 
 

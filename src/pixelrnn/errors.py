@@ -41,6 +41,10 @@ class CheckpointError(PixelRNNError):
     """A checkpoint is missing, corrupt, or belongs to another model."""
 
 
+class UnverifiedWeights(UserWarning):
+    """A checkpoint's weights were loaded without the check against their sha256 (``--no-verify``)."""
+
+
 class ImageError(PixelRNNError):
     """An image file cannot be read, declares more pixels than PIL will open, or does not fit the model."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 
 from .. import __version__, distributed
 from ..allocator import tune
@@ -49,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(command: str):
+    """Warnings as one line on stderr, as errors are (Python's own format adds a line of source)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(f"pixelrnn {command}: warning: {message}\n")
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``pixelrnn`` command (the console script ``pixelrnn``).
 
@@ -62,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # restores showwarning afterwards
+            warnings.showwarning = _one_line(args.command)
+            return args.func(args)
     except PixelRNNError as e:
         sys.stderr.write(f"pixelrnn {args.command}: error: {e}{distributed.where()}\n")
         return 2

@@ -17,7 +17,9 @@ Generation reaches a model through two methods of the base class, and nothing el
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
@@ -28,6 +30,13 @@ from tqdm.auto import tqdm
 from .. import distributions, generate
 from ..errors import ConfigError, PixelRNNError
 from ..masks import LAYOUTS, ColourGroups
+
+
+@functools.cache
+def _declared_types(config_class: type) -> dict[str, Any]:
+    """Each field's declared type as a type (annotations are strings under ``from __future__ import annotations``)."""
+    hints = typing.get_type_hints(config_class)
+    return {f.name: hints[f.name] for f in dataclasses.fields(config_class)}
 
 
 @dataclass(frozen=True)
@@ -59,10 +68,15 @@ class ModelConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer or None, not {value!r}")
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("int", int) and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ConfigError(f"{f.name} must be a positive integer, not {value!r}")
+        for name, declared in _declared_types(type(self)).items():
+            value = getattr(self, name)
+            if declared is int and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+            # A stored config is JSON anyone can edit: "maybe" or 2 where a switch belongs would read as true.
+            if declared is bool and not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false, not {value!r}")
+            if declared is str and not isinstance(value, str):
+                raise ConfigError(f"{name} must be a string, not {value!r}")
 
     @classmethod
     def upgrade(cls, values: dict[str, Any]) -> dict[str, Any]:

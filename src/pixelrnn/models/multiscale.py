@@ -28,6 +28,8 @@ generation (``walk``) runs the levels' own steppers in that order.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +67,8 @@ class MultiScaleConfig(ModelConfig):
         if list(sizes) != sorted(set(sizes)):
             raise ConfigError(f"small={list(sizes)}: the sizes of the levels must increase, e.g. small=7,14")
         for size, above in zip(sizes, [*sizes[1:], h]):  # each level's side must fit the level above it
-            fits = small_sides(above, w * above // h)
-            if size not in fits:
+            if not _fits(size, above, w * above // h):
+                fits = small_sides(above, w * above // h)
                 sides = ", ".join(map(str, fits)) or "none: the height and width share no factor"
                 raise ConfigError(f"small={size} does not fit {above} x {w * above // h} images: the small image's "
                                   f"side must divide the height {above} (and the subsampling factor the width "
@@ -107,9 +109,16 @@ def _sizes(small) -> int | tuple[int, ...]:
     return sizes[0] if len(sizes) == 1 else tuple(sizes)
 
 
+def _fits(side: int, height: int, width: int) -> bool:
+    """Whether a small image of this side subsamples a height x width image by a whole factor."""
+    return side < height and height % side == 0 and width % (height // side) == 0
+
+
 def small_sides(height: int, width: int) -> list[int]:
     """The sides of the small image that fit an image of this size, largest first."""
-    return [s for s in range(height - 1, 0, -1) if height % s == 0 and width % (height // s) == 0]
+    # The divisors of the height, found up to its square root: a stored config's height can be anything.
+    divisors = {d for k in range(1, math.isqrt(height) + 1) if height % k == 0 for d in (k, height // k)}
+    return sorted((s for s in divisors if _fits(s, height, width)), reverse=True)
 
 
 @register

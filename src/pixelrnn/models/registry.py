@@ -11,8 +11,11 @@ This module imports no family, so a family may build others through it (the mult
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from typing import Any
+
+import torch
 
 from ..errors import ConfigError
 from .base import AutoregressiveModel
@@ -112,3 +115,31 @@ def build_from_config(config: dict[str, Any]) -> AutoregressiveModel:
     except KeyError as missing:
         raise ConfigError(f"model config lacks {missing}") from None
     return build_model(name, image_shape, levels, **config)
+
+
+def state_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor in the state dict of the model ``config`` describes, built on the meta
+    device: nothing is allocated, however large the config says the model is.
+
+    Raises:
+        ConfigError: the config cannot be built, or describes tensors too large to index.
+    """
+    try:
+        with torch.device("meta"):
+            model = build_from_config(config)
+    except RuntimeError as e:  # a size whose product overflows 64 bits
+        raise ConfigError(f"the model is too large to build ({str(e).splitlines()[0]})") from None
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def parameter_count(config: dict[str, Any]) -> int:
+    """The number of values in the state dict of the model ``config`` describes, without building it at its depth.
+
+    Every family's count grows linearly with ``layers`` (one block, or one LSTM layer with its skip, per layer), so
+    it is counted on the meta device at one and two layers and extended: a config of 10^12 layers is counted at once.
+    """
+    layers = config.get("layers")
+    if not isinstance(layers, int) or isinstance(layers, bool) or layers <= 2:
+        return sum(math.prod(shape) for shape in state_shapes(config).values())
+    one, two = (sum(math.prod(shape) for shape in state_shapes({**config, "layers": n}).values()) for n in (1, 2))
+    return one + (layers - 1) * (two - one)
