@@ -10,14 +10,18 @@ its tally (cases, one-line refusals, tracebacks, silent passes)::
 
 from __future__ import annotations
 
+import bz2
 import dataclasses
+import gzip
 import json
+import lzma
 import os
 import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tarfile
 import time
 import zlib
 from collections import Counter
@@ -128,6 +132,92 @@ DAMAGE = {
 }
 
 
+def edit_config(**changes):
+    """A damage that edits the model config stored with the weights (keeping the weights and their sha256)."""
+    return lambda r: rewrite_weights(r, lambda t, m: (t, {**m, "config": json.dumps({**json.loads(m["config"]),
+                                                                                     **changes})}))
+
+
+def edit_config_by(change):
+    return lambda r: rewrite_weights(r, lambda t, m: (t, {**m, "config": json.dumps(change(json.loads(m["config"])))}))
+
+
+def edit_training(**changes):
+    """A damage that edits the training section of the checkpoint's config.json (what evaluate reads its data from)."""
+    def damage(run: Path) -> None:
+        file = RunFolder(run).latest() / checkpoint.CONFIG
+        values = json.loads(file.read_text())
+        values["train"].update(changes)
+        file.write_text(json.dumps(values))
+    return damage
+
+
+def drop_sha(tensors, metadata):
+    return tensors, {k: v for k, v in metadata.items() if k != "sha256"}
+
+
+# A config is JSON anyone can edit: values that would hang a build, ask for terabytes, or read as another type.
+HOSTILE = {
+    **{f"config-{key}-{value}": edit_config(**{key: value}) for key, value in [
+        ("layers", 10**12), ("hidden", 10**12), ("head", 10**12), ("levels", 10**12), ("num_classes", 10**12),
+        ("first_kernel", 10**12), ("kernel", 10**6), ("layers", 1.5), ("layers", 0), ("layers", -3), ("layers", "7"),
+        ("hidden", True), ("residual", "maybe"), ("residual", 2), ("skip", 1), ("skip", None), ("grouping", 5),
+        ("grouping", "diagonal"), ("model", "nosuch"), ("model", 3), ("image_shape", [1, 10**6, 10**6]),
+        ("image_shape", [2, 8, 8]), ("image_shape", [1, 8]), ("context_channels", 10**12), ("levels", 1),
+    ]},
+    "config-one-more-layer": edit_config_by(lambda c: {**c, "layers": c["layers"] + 1}),
+    "config-hidden-plus-one": edit_config_by(lambda c: {**c, "hidden": c["hidden"] + 1}),
+    "config-head-halved": edit_config_by(lambda c: {**c, "head": c["head"] // 2}),
+    "config-other-family": edit_config_by(lambda c: {**c, "model": "row_lstm"}),
+    "config-no-levels": edit_config_by(lambda c: {k: v for k, v in c.items() if k != "levels"}),
+    "no-sha256": lambda r: rewrite_weights(r, drop_sha),
+}
+HOSTILE_TRAINING = {
+    f"training-{key}-{value}": edit_training(**{key: value}) for key, value in [
+        ("data", 5), ("data", ["digits"]), ("data", "nosuch"), ("data_dir", [1]), ("data_dir", 3), ("image_size", "big"),
+        ("image_size", 2.5),
+    ]
+}
+DAMAGE.update(HOSTILE)
+DAMAGE.update(HOSTILE_TRAINING)
+
+
+def tar_header(name: str, size: int) -> bytes:
+    """A tar header block for ``name`` declaring ``size`` bytes, whatever follows it."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def block(payload: bytes) -> bytes:
+    return payload + bytes(-len(payload) % tarfile.BLOCKSIZE)
+
+
+END_OF_TAR = bytes(2 * tarfile.BLOCKSIZE)
+BOMB = block(tar_header("train_32x32/0000000.png", 3 * 2**30)) + END_OF_TAR  # declares 3 GiB, holds nothing
+
+
+# Archives that are bombs or lies, as the downsampled ImageNet's train_32x32.tar (the set is published as a plain tar).
+ARCHIVES = {
+    "gzip-bomb": gzip.compress(BOMB), "bzip2-bomb": bz2.compress(BOMB), "xz-bomb": lzma.compress(BOMB),
+    "declares-more-than-it-holds": block(tar_header("train_32x32/0000000.png", 10**6)) + b"x" * 512,
+    "declares-3-gib": BOMB,
+    "truncated-header": block(tar_header("train_32x32/0000000.png", 0))[:300],
+    "climbs-out": block(tar_header("../../etc/x.png", 0)) + END_OF_TAR,
+    "absolute-path": block(tar_header("/etc/x.png", 0)) + END_OF_TAR,
+    "not-a-tar": b"this is not an archive at all" * 40,
+    "empty": b"",
+}
+
+# metrics.csv files that `pixelrnn plot` cannot draw.
+METRICS = {
+    "empty": b"", "header-only": b"step,split,bits_per_dim,seconds\n", "text": b"hello\nworld\n",
+    "nul": b"step,split,bits_per_dim\n1,train,\x004.0\n", "long-field": b"step,split,bits_per_dim\n1,train," + b"9" * 200_000 + b"\n",
+    "bad-number": b"step,split,bits_per_dim\nten,train,4.0\n", "binary": bytes(range(256)) * 8,
+    "not-utf8": b"step,split,bits_per_dim\n1,tr\xffain,4.0\n",
+}
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """One tiny trained run, a compressed file and an image of it, damaged copies, and bad files."""
@@ -149,6 +239,12 @@ def work(tmp_path_factory):
     Image.new("L", (9, 9)).save(root / "big.png")
     (root / "a-dir.png").mkdir()
     (root / "exists.png").write_bytes(b"keep")
+    for name, payload in ARCHIVES.items():
+        (root / f"archive-{name}" / "imagenet32").mkdir(parents=True)
+        (root / f"archive-{name}" / "imagenet32" / "train_32x32.tar").write_bytes(payload)
+    for name, payload in METRICS.items():
+        (root / f"metrics-{name}").mkdir()
+        (root / f"metrics-{name}" / "metrics.csv").write_bytes(payload)
     return root
 
 
@@ -243,10 +339,43 @@ LOADERS = {
     "compress": ["compress", "{ckpt}", "{root}/ok.png", "-o", "{new}.prnn", "--quiet"],
     "decompress": ["decompress", "{ckpt}", "{root}/two.prnn", "-o", "{new}", "--quiet"],
 }
-MODEL_DAMAGE = [name for name in DAMAGE if name not in ("train-config-corrupt", "trainer-missing")]
+MODEL_DAMAGE = [name for name in DAMAGE if name not in ("train-config-corrupt", "trainer-missing", *HOSTILE_TRAINING)]
 CASES += [(f"{command}-{damage}", [a.replace("{ckpt}", "{root}/" + damage) for a in argv])
           for damage in MODEL_DAMAGE for command, argv in LOADERS.items()
           if not (damage == "config-json-corrupt" and command in ("sample", "compress", "decompress"))]
+# The training section is read where a command needs the data the model was trained on.
+CASES += [(f"{command}-{damage}", [a.replace("{ckpt}", "{root}/" + damage) for a in LOADERS[command]])
+          for damage in HOSTILE_TRAINING for command in ("evaluate", "complete")]
+# One argument asking for more than memory holds: refused with the estimate before anything is allocated.
+CASES += [(f"too-large-{'='.join(argv[:1] + argv[2:4])}", argv) for argv in [
+    ["sample", "{run}", "-n", "1000000000000", "-o", "{new}.png", "--quiet"],
+    ["sample", "{run}", "-n", "1000000000", "--method", "naive", "-o", "{new}.png", "--quiet"],
+    ["sample", "{run}", "-n", str(2**62), "-o", "{new}.png", "--quiet"],
+    ["complete", "{run}", "-k", "1000000000", "-o", "{new}.png", "--quiet"],
+    ["complete", "{run}", "-n", "4", "-k", "100000000", "-o", "{new}.png", "--quiet"],
+    ["complete", "{run}", "--first", "100000", "-o", "{new}.png", "--quiet"],
+    ["train", "--preset", "tiny", "--hidden", "1000000000", "--out", "{new}"],
+    ["train", "--preset", "tiny", "--hidden", "100000", "--out", "{new}"],
+    ["train", "--preset", "tiny", "--head", "1000000000000", "--out", "{new}"],
+    ["train", "--preset", "tiny", "--layers", "1000000", "--out", "{new}"],
+    ["train", "--preset", "tiny", "--layers", "1000000000000", "--out", "{new}"],
+    ["train", "--preset", "tiny", "--batch-size", "1000000000", "--out", "{new}"],
+    ["train", "--preset", "tiny", "--model", "row_lstm", "--hidden", "10000000", "--out", "{new}"],
+    ["train", "--preset", "tiny", "--model", "diagonal_bilstm", "--layers", "100000000", "--out", "{new}"],
+    ["train", "--preset", "tiny", "--model", "multiscale", "--set", "small=4", "--hidden", "1000000", "--out", "{new}"],
+    ["train", "--preset", "tiny", "--set", "first_kernel=1000001", "--out", "{new}"],
+    ["train", "--preset", "tiny", "--class-conditional", "--hidden", "100000000", "--out", "{new}"],
+    ["bench", "--hidden", "100000", "--steps", "1"],
+    ["bench", "--layers", "100000000", "--steps", "1"],
+    ["bench", "--batch-size", "1000000000", "--steps", "1"],
+    ["decompress", "{run}", "/dev/zero", "-o", "{new}", "--quiet"],
+    ["compress", "{run}", "/dev/zero", "-o", "{new}.prnn", "--quiet"],
+]]
+CASES += [(f"archive-{name}", ["train", "--preset", "tiny", "--data", "imagenet32", "--data-dir",
+                                "{root}/archive-" + name, "--out", "{new}", "--quiet"]) for name in ARCHIVES]
+CASES += [(f"plot-{name}", ["plot", "{root}/metrics-" + name, "-o", "{new}.png"]) for name in METRICS]
+CASES += [(f"plot-{name}-force", ["plot", "{root}/metrics-" + name, "-o", "{root}/exists.png", "--force"])
+          for name in ("empty", "nul", "long-field")]
 CASES += [(f"train-resume-{damage}", ["train", "--out", "{root}/" + damage, "--resume", "--steps", "4", "--quiet"])
           for damage in ("train-config-corrupt", "trainer-missing", "weights-flipped-byte", "config-bad-json",
                          "weights-int32")]

@@ -316,3 +316,63 @@ def test_a_second_training_in_one_run_folder_is_refused_and_a_dead_holder_is_tak
         child.wait()
     assert cli_main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
     assert load_trainer_state(run)["step"] == STEPS
+
+
+def children(parent: int) -> list[int]:
+    """The live processes whose parent is ``parent``, from /proc (Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]  # the name, in brackets, may hold spaces
+        except (OSError, ValueError):  # the process ended while we read
+            continue
+        if int(ppid) == parent and state not in "ZX":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"  # a zombie has ended
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not torch.distributed.is_gloo_available(),
+                    reason="reads /proc and sets a parent-death signal (Linux), and needs gloo")
+def test_workers_end_when_their_launcher_is_killed_and_the_run_resumes(tmp_path, two_ranks):
+    """SIGKILL to the torchrun launcher (no signal passed on to its workers): each worker ends within a few seconds
+    (the kernel sends it SIGTERM when its parent dies), with a checkpoint of the step they stop at together, long
+    before the end of the run; a resume under torchrun then gives the weights of the uninterrupted two-rank run."""
+    run, marker, log = tmp_path / "run", tmp_path / "step", tmp_path / "stderr"
+    extra = {faults.SLOW_ENV: f"0.5:{marker}"}  # 20 steps of 0.5 s: the run would go on for 10 s more
+    with open(log, "w") as err:
+        launcher = subprocess.Popen(torchrun_command(*TRAIN_FLAGS, "--out", str(run), extra_env=extra),
+                                    env={**env(), **extra}, stdout=subprocess.DEVNULL, stderr=err)
+    workers = []
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (marker.exists() and marker.read_text().strip() and int(marker.read_text()) >= 2):
+            assert launcher.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the run never reached step 2"
+            time.sleep(0.02)
+        workers = children(launcher.pid)
+        assert len(workers) == 2, workers
+        launcher.kill()
+        launcher.wait()
+        deadline = time.monotonic() + 30
+        while any(running(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"the workers outlived their launcher:\n{log.read_text()[-3000:]}"
+            time.sleep(0.05)
+    finally:
+        for pid in workers:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+        launcher.kill()
+        launcher.wait()
+    assert (run / "checkpoints" / "latest").is_file(), log.read_text()[-3000:]
+    step = load_trainer_state(run)["step"]
+    assert 2 <= step < STEPS, log.read_text()[-3000:]
+    torchrun(*TRAIN_FLAGS, "--out", str(run), "--resume")
+    a, b = weights(run), weights(two_ranks)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -15,6 +15,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
+from .budget import check_training_fits
 from .config import TrainConfig, check_kernels
 from .models import build_model
 from .distributions import bits_per_dim
@@ -79,6 +80,8 @@ def bench(model_name: str, data, options: dict, precisions: list[str], batch_siz
         batches for each.
     """
     check_kernels(options, data.image_shape)
+    check_training_fits({"model": model_name, "image_shape": data.image_shape, "levels": data.levels, **options},
+                        batch_size, device)
     gen = torch.Generator().manual_seed(0)
     for precision in (resolve_precision(p, device) for p in precisions):
         torch.manual_seed(0)
@@ -99,14 +102,19 @@ def training_flops(model, x: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
-def matmul_gflops(precision: str, size: int = 2048, repeats: int = 10) -> float:
+def matmul_gflops(precision: str, size: int = 2048, repeats: int = 10, device: torch.device | str = "cpu") -> float:
     """The machine's dense matrix-multiply rate in GFLOP/s for a precision, to put model figures in context."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    device = torch.device(device)
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
     a @ b
     times = []
     for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         start = time.perf_counter()
         a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # GPU work is asynchronous: time it to the end
         times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times) / 1e9

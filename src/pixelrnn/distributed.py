@@ -18,12 +18,22 @@ counted twice.
 
 Backends: nccl on CUDA, gloo on the CPU. The process group has a timeout (``PIXELRNN_DIST_TIMEOUT`` seconds,
 default 600), so a rank that waits for a dead peer ends instead of hanging; torchrun ends the others when one fails.
+
+A worker also ends when its launcher dies. torchrun passes SIGTERM on to its workers, but a launcher killed outright
+(SIGKILL, the out-of-memory killer, a lost SSH session) says nothing, and the workers, which talk to each other
+directly once the group is formed, would train on to the end unseen, holding the run folder. So each worker asks the
+kernel for SIGTERM when its parent (the launcher) dies (Linux's parent-death signal), and the training loop also
+checks each step that its parent is still the launcher (every system); either way the run stops as on SIGTERM, with
+a checkpoint to resume from (:mod:`pixelrnn.signals`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
+import signal
+import sys
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -35,6 +45,38 @@ from .devices import resolve_device
 from .errors import ConfigError
 
 TIMEOUT_ENV = "PIXELRNN_DIST_TIMEOUT"
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def under_torchrun() -> bool:
+    """True in a worker started by torchrun (its elastic agent, the worker's parent, sets TORCHELASTIC_RUN_ID)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def follow_launcher() -> int | None:
+    """Under torchrun, have this worker end when its launcher dies; outside it, do nothing.
+
+    On Linux the kernel is asked to send this process SIGTERM when its parent dies. The parent may die just before
+    the request, when no signal would come: the parent is read before and after it, and if it changed the SIGTERM is
+    sent here at once. Calling this again is harmless.
+
+    Returns:
+        The launcher's PID, for :func:`launcher_gone`; None outside torchrun.
+    """
+    if not under_torchrun():
+        return None
+    launcher = os.getppid()
+    if sys.platform.startswith("linux"):
+        # Should the call fail (it does not, for a valid signal), the training loop's check of the parent remains.
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != launcher:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return launcher
+
+
+def launcher_gone(launcher: int | None) -> bool:
+    """Whether the launcher :func:`follow_launcher` returned has died (this process was handed to another parent)."""
+    return launcher is not None and os.getppid() != launcher
 
 
 def launched() -> bool:
@@ -69,6 +111,7 @@ def session(device: str | None = "auto"):
     Yields:
         The device this process computes on: ``cuda:LOCAL_RANK`` under torchrun on GPUs.
     """
+    follow_launcher()
     device = resolve_device(device)
     if not launched() or active():
         yield device

@@ -1,4 +1,5 @@
-"""Errors a user can cause, and the two helpers that turn the operating system's write failures into them.
+"""Errors a user can cause, the helpers that turn the operating system's write failures into them, and one that
+removes the empty folders a failed command made.
 
 Anything raised as :class:`PixelRNNError` is a problem with the user's input or surroundings, never a bug. The
 command line prints its message as one line and exits with status 2, without a traceback; library callers can
@@ -89,6 +90,21 @@ def writing(path: str | Path):
         yield
     except OSError as e:
         raise output_error(path, e) from None
+
+
+@contextmanager
+def no_empty_folders_on_failure(folder: str | Path):
+    """Run a block that may create the folder ``folder`` and its missing parents; if the block fails, remove those
+    of them that it created and that are empty again, so that a failed command leaves no empty folder behind."""
+    folder = Path(folder).absolute()
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        yield
+    except BaseException:
+        for path in missing:
+            with suppress(OSError):  # not empty (something of value is in it), or not ours to remove
+                path.rmdir()
+        raise
 
 
 def write_atomic(path: str | Path, data: bytes) -> Path:

@@ -20,9 +20,10 @@ model is wrapped in DistributedDataParallel, each rank trains on its fixed slice
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +32,12 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from . import distributed
+from .budget import check_training_fits
 from .config import TrainConfig, check_kernels
 from .data import ImageData, load_dataset
 from .devices import resolve_device, tf32, to_device
 from .distributions import bits_per_dim
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, no_empty_folders_on_failure
 from .evaluate import evaluate
 from .metrics import MetricsLog
 from .models import AutoregressiveModel, build_model
@@ -83,11 +85,14 @@ class TrainResult:
 
 def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
                batches: Sequence[tuple[torch.Tensor, torch.Tensor | None]], precision: str = "fp32",
-               grad_clip: float = 0.0, scaler: torch.amp.GradScaler | None = None) -> float:
+               grad_clip: float = 0.0, scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
     """One optimizer step over the micro-batches of one global batch; returns its loss in bits/dim.
 
     Each micro-batch's loss is divided by their number, so that the gradients add up to those of the mean over the
     whole batch. Under DDP the gradients are averaged over the ranks once, at the last micro-batch.
+
+    The loss comes back as a scalar tensor on the batches' device, not read: a read would make the host wait for
+    the device at every step. The training loop reads it at its logging steps only (``float(loss)``).
 
     Args:
         net: the network to step (the model, or its DDP or compiled wrapper).
@@ -100,7 +105,6 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
     if scaler is None:
         scaler = torch.amp.GradScaler(enabled=False)
     optimizer.zero_grad(set_to_none=True)
-    loss_sum = 0.0
     with tf32(True):  # training steps only: every reported likelihood runs without TF32
         for k, (x, y) in enumerate(batches):
             sync = k == len(batches) - 1 or not distributed.active()
@@ -109,14 +113,14 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     logits = net(x, y)
                 loss = bits_per_dim(logits.float(), x) / len(batches)
                 scaler.scale(loss).backward()
-            loss_sum += loss.detach()
+            loss_sum = loss.detach() if k == 0 else loss_sum + loss.detach()
         if grad_clip > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
                                            grad_clip)
         scaler.step(optimizer)
         scaler.update()
-    return float(loss_sum)
+    return loss_sum
 
 
 def _load_data(config: TrainConfig) -> tuple[ImageData, ImageData]:
@@ -129,12 +133,18 @@ def _load_data(config: TrainConfig) -> tuple[ImageData, ImageData]:
 def _build(config: TrainConfig, data: ImageData, device: torch.device) -> AutoregressiveModel:
     """The model of ``config`` for ``data``, seeded by the run's seed, on ``device``."""
     check_kernels(config.model_options, data.image_shape)
+    micro_batch = -(-config.batch_size // (config.grad_accum * distributed.world_size()))
+    check_training_fits({"model": config.model, "image_shape": data.image_shape, "levels": data.levels,
+                         **config.model_options}, micro_batch, device)  # before anything of its size is allocated
     torch.manual_seed(config.seed)
     model = build_model(config.model, data.image_shape, data.levels, **config.model_options)
     classes = model.settings.num_classes
     if classes and (data.labels is None or data.num_classes != classes):
         raise ConfigError(f"a class-conditional model of {classes} classes needs labels of as many "
                           f"classes; {config.data} has {data.num_classes or 'no'} classes")
+    # Once here, on the CPU: the forward pass checks labels only where that costs no host read (models/base.py).
+    if classes and len(data.labels) and (data.labels.min() < 0 or data.labels.max() >= classes):
+        raise ConfigError(f"{config.data} has class labels outside 0..{classes - 1}; check the data set's label file")
     return model.to(device)
 
 
@@ -174,6 +184,7 @@ class TrainLoop:
         self.trained_before = max(state.seconds if state else 0.0, self.log.seconds if self.log else 0.0)
         self.started = time.perf_counter()
         self.window_start, self.window_images = self.started, 0
+        self.loss: torch.Tensor | None = None  # the last step's bits/dim, on the device until read
         self.result = TrainResult(step=self.step, total_steps=total_steps, stopped="finished",
                                   checkpoint=run.latest() if state else None)
         self.model.train()
@@ -205,15 +216,12 @@ class TrainLoop:
                 for part in distributed.micro_batches(index, self.config.grad_accum)]
 
     def advance(self) -> None:
-        """One optimizer step, and the run's figures of it."""
-        loss = train_step(self.net, self.optimizer, self.micro_batches(self.step), self.precision,
-                          self.config.grad_clip, self.scaler)
+        """One optimizer step; its loss stays on the device until :meth:`read_loss`."""
+        self.loss = train_step(self.net, self.optimizer, self.micro_batches(self.step), self.precision,
+                               self.config.grad_clip, self.scaler)
         self.schedule.step()
         self.step += 1
         self.window_images += self.config.batch_size
-        bpd = distributed.sum_over_ranks(loss)[0] / distributed.world_size()
-        self.result.train_bits_per_dim = bpd
-        self.result.train_nats_per_image = bpd * math.prod(self.model.image_shape) * math.log(2)
         if self.step - self.first_step == 1:
             self.timed_from = time.perf_counter()  # the first step pays one-off costs; time the ones after it
 
@@ -225,8 +233,21 @@ class TrainLoop:
         last = self.total_steps if stop_after is None else min(self.total_steps, self.first_step + stop_after)
         return estimate_line(per_step, last - self.step) if per_step * (last - self.step) >= LONG_RUN_SECONDS else None
 
+    def read_loss(self, over_ranks: bool = True) -> None:
+        """The last step's bits/dim into the result: the one host read of the training loop, made at the logging
+        steps (and at the end), averaged over the ranks unless ``over_ranks`` is False (this rank's own figure)."""
+        if self.loss is None:
+            return
+        bpd = float(self.loss)
+        if over_ranks:
+            bpd = distributed.sum_over_ranks(bpd)[0] / distributed.world_size()
+        self.result.train_bits_per_dim = bpd
+        self.result.train_nats_per_image = bpd * math.prod(self.model.image_shape) * math.log(2)
+        self.loss = None
+
     def log_train(self) -> None:
         """Log the last window's images/s and this step's bits/dim."""
+        self.read_loss()  # first: on a GPU it waits for the window's steps to finish, which the clock then covers
         self.result.images_per_s = self.window_images / (time.perf_counter() - self.window_start)
         if self.main:
             self.log.write(step=self.step, split="train", bits_per_dim=self.result.train_bits_per_dim,
@@ -282,6 +303,7 @@ class TrainLoop:
             self.validate(None)
 
     def close(self) -> TrainResult:
+        self.read_loss(over_ranks=False)  # after an interruption, which the ranks need not share
         if self.log is not None:
             self.log.close()
         if self.result.images_per_s is None and self.step > self.first_step:  # stopped before the first log step
@@ -315,13 +337,33 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     device = device if isinstance(device, torch.device) else resolve_device(device)
     check_precision(config.precision, device)
     distributed.check_split(config.batch_size, config.grad_accum, distributed.world_size())
-    # Rank 0, the one writer, holds the folder for the whole training: a second training there is refused.
-    with locked(run.root) if distributed.is_main() else nullcontext():
-        return _train(config, run, resume, progress, stop_after, time_limit, device, verify)
+    launcher = distributed.follow_launcher()  # under torchrun: end with the launcher, even one killed outright
+    main = distributed.is_main()
+    new = main and not run.root.exists()
+    # Rank 0, the one writer, holds the folder for the whole training: a second training there is refused. A new
+    # run that fails before its first checkpoint leaves nothing behind: not its files, nor the folders made for it.
+    with (no_empty_folders_on_failure(run.root) if main else nullcontext(),
+          locked(run.root) if main else nullcontext()):
+        try:
+            return _train(config, run, resume, progress, stop_after, time_limit, device, verify, launcher)
+        except BaseException:
+            if new and not run.has_checkpoint():
+                _discard(run)
+            raise
+
+
+def _discard(run: ckpt.RunFolder) -> None:
+    """Remove what a new run wrote before it failed: with no checkpoint it cannot be resumed, and a new run there
+    would replace it. :func:`~pixelrnn.run_lock.locked` then removes the lock, and the folder once it is empty."""
+    for path in (run.training_config, run.metrics):
+        with suppress(OSError):  # whatever stays, the error that ended the run is the one to report
+            path.unlink(missing_ok=True)
+    for folder in (run.tensorboard, run.checkpoints):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _train(config: TrainConfig, run: ckpt.RunFolder, resume: bool, progress: bool, stop_after: int | None,
-           time_limit: float | None, device: torch.device, verify: bool) -> TrainResult:
+           time_limit: float | None, device: torch.device, verify: bool, launcher: int | None) -> TrainResult:
     """:func:`train` once the run folder is held."""
     check_run_folder(run, config, resume)
     data = _load_data(config)
@@ -343,7 +385,7 @@ def _train(config: TrainConfig, run: ckpt.RunFolder, resume: bool, progress: boo
                disable=None if progress and loop.main else True)
     try:
         with StopSignals() as signals:  # SIGTERM or SIGUSR1: stop after this step, with a checkpoint
-            _loop(loop, bar, stop_after, time_limit, signals)
+            _loop(loop, bar, stop_after, time_limit, signals, launcher)
         loop.finish()
     except KeyboardInterrupt:
         loop.save()  # an interrupted run resumes from where it stopped
@@ -354,8 +396,9 @@ def _train(config: TrainConfig, run: ckpt.RunFolder, resume: bool, progress: boo
     return result
 
 
-def _loop(loop: TrainLoop, bar, stop_after: int | None, time_limit: float | None, signals: StopSignals) -> None:
-    """Step until the run is done or told to stop."""
+def _loop(loop: TrainLoop, bar, stop_after: int | None, time_limit: float | None, signals: StopSignals,
+          launcher: int | None) -> None:
+    """Step until the run is done or told to stop (``launcher``: torchrun's PID, see :mod:`pixelrnn.distributed`)."""
     config, total_steps = loop.config, loop.total_steps
     while loop.step < total_steps:
         loop.advance()
@@ -369,9 +412,12 @@ def _loop(loop: TrainLoop, bar, stop_after: int | None, time_limit: float | None
             _report_validation(bar, loop.validate(config.eval_limit), loop)
         if loop.step % config.checkpoint_every == 0:
             loop.save()
-        if (reason := loop.stop_reason(stop_after, time_limit, signals.received is not None)) is not None:
+        # A launcher that died without passing SIGTERM on (killed outright) stops the run as SIGTERM would.
+        stop = signals.received is not None or distributed.launcher_gone(launcher)
+        if (reason := loop.stop_reason(stop_after, time_limit, stop)) is not None:
             loop.result.stopped = reason
-            return
+            break
+    loop.read_loss()  # every rank ends the loop at the same step
 
 
 def _report_validation(bar, valid: dict, loop: TrainLoop) -> None:

@@ -21,7 +21,22 @@ from ..precision import emulation_warning
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with errors as one line that says where to look."""
+    """argparse, with errors as one line that says where to look, and flags accepted anywhere among a command's
+    positional arguments (``pixelrnn compress RUN a.png --quiet b.png``)."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        # A subcommand's parser (one without subcommands of its own) parses intermixed: plain argparse stops
+        # filling a list of positionals at the first flag and refuses the paths after it. parse_known_intermixed_args
+        # calls back into this method, hence the guard.
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return super().parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
     def error(self, message: str):
         sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")

@@ -11,6 +11,7 @@ import sys
 import torch
 
 from .. import devices, pretrained
+from ..budget import check_generation_fits
 from ..errors import ConfigError
 from ..fitting import load_with_data
 from ..generate import complete_each
@@ -43,8 +44,11 @@ def cmd_sample(args) -> int:
     y, columns = args.class_label, None
     if args.per_class:
         y, columns = torch.arange(classes).repeat_interleave(args.n), args.n  # one row of n images per class
-    x = model.sample(args.n if columns is None else len(y), temperature=args.temperature, generator=generator,
-                     method=args.method, progress=not args.quiet, y=y)
+    count = args.n if columns is None else len(y)
+    check_generation_fits(model, count, f"sampling {count:,} images at once", "ask for fewer with -n",
+                          naive=args.method == "naive")
+    x = model.sample(count, temperature=args.temperature, generator=generator, method=args.method,
+                     progress=not args.quiet, y=y)
     path = save_grid(x.cpu(), model.levels, output, columns=columns)
     what = f"{args.n} samples of each of {classes} classes (one row per class)" if columns else f"{args.n} samples"
     print(f"wrote {what} to {path}")
@@ -102,6 +106,8 @@ def cmd_complete(args) -> int:
     model, originals, y = _originals(args)
     known = occlusion(args.occlude, model.image_shape)
     model.to(devices.resolve_device(args.device))
+    check_generation_fits(model, len(originals) * args.samples, f"{len(originals)} x {args.samples:,} completions "
+                          "at once", "ask for fewer images (-n) or completions per image (-k)")
     completions = complete_each(model, originals, known, args.samples, temperature=args.temperature,
                                 generator=devices.generator(model.device, args.seed), y=y, progress=not args.quiet)
     path = completion_panel(originals, known, completions.cpu(), model.levels, output)

@@ -7,6 +7,7 @@ torchvision does). The PixelRNN paper reports bits/dim on its test set (table 3)
 
 from __future__ import annotations
 
+import gzip
 import os
 import pickle
 import shutil
@@ -18,11 +19,15 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..errors import DataError
-from .files import missing_error, try_download, unsafe_member
+from .files import MAX_HEADER_BYTES, BoundedReads, missing_error, try_download, unsafe_member
 from .spec import DataSpec, Rows, take
 
 _ARCHIVE = "cifar-10-python.tar.gz"
 _DIR = "cifar-10-batches-py"
+# Bounds on what the published archive holds: 8 members, 186 MB unpacked, of which six batches of 31 MB each.
+MAX_MEMBERS = 1000
+MAX_BATCH_BYTES = 64 * 2**20
+MAX_UNPACKED_BYTES = 512 * 2**20
 
 
 def _numpy_reconstruct():
@@ -58,6 +63,8 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if (size := path.stat().st_size) > MAX_BATCH_BYTES:  # unpickled whole: a huge file would fill the memory
+        raise DataError(f"{path} is {size:,} bytes, more than a CIFAR-10 batch (about 31 MB); it is not one")
     try:
         with open(path, "rb") as f:
             # latin1: the batches were pickled by Python 2, whose str held the array's raw bytes.
@@ -78,31 +85,50 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def extract(spec: DataSpec, archive: Path, folder: Path) -> None:
-    """Unpack the batch files from the CIFAR-10 archive into ``folder / cifar-10-batches-py``."""
+    """Unpack the batch files from the CIFAR-10 archive into ``folder / cifar-10-batches-py``.
+
+    The archive is read through bounds on what the published one holds, so a crafted one that unpacks to gigabytes
+    (a gzip bomb) or declares a batch of gigabytes is refused in one line, before the time or the disk is spent. The
+    batches are unpacked under temporary names and put in place only once the whole archive has been read, so an
+    archive refused partway leaves nothing behind.
+    """
     wanted = {file for files in spec.files.values() for file in files}
     target = folder / _DIR
-    target.mkdir(parents=True, exist_ok=True)
+    made_target = not target.exists()
+    staged: dict[Path, Path] = {}  # final name -> the temporary file that holds it
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members = tar.getmembers()
-            # Refuse the whole archive if any name could escape the target: it is not the published one.
-            for member in members:
-                if unsafe_member(member.name):
-                    raise DataError(f"{archive} holds an unsafe path {member.name!r}; refusing to extract it")
-            # Only regular files with the expected names are copied out, by our own writes: no links, devices or
-            # permissions from the archive reach the disk.
-            for member in members:
-                if member.name in wanted and member.isfile():
-                    dest = target / PurePosixPath(member.name).name
-                    fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{dest.name}.", suffix=".part")
-                    try:
-                        with os.fdopen(fd, "wb") as out, tar.extractfile(member) as src:
-                            shutil.copyfileobj(src, out)
-                        os.replace(tmp, dest)
-                    finally:
-                        Path(tmp).unlink(missing_ok=True)
+        with gzip.open(archive, "rb") as unpacked:
+            file = BoundedReads(unpacked, str(archive), MAX_HEADER_BYTES, end=MAX_UNPACKED_BYTES)
+            with tarfile.open(fileobj=file, mode="r:") as tar:  # "r:": every read of tarfile goes through the bounds
+                for count, member in enumerate(iter(tar.next, None), 1):
+                    # Refuse the whole archive if any name could escape the target: it is not the published one.
+                    if unsafe_member(member.name):
+                        raise DataError(f"{archive} holds an unsafe path {member.name!r}; refusing to extract it")
+                    if count > MAX_MEMBERS:
+                        raise DataError(f"{archive} holds more than {MAX_MEMBERS} members, and the published one 8; "
+                                        f"it is not that file (delete it and fetch it again)")
+                    # Only regular files with the expected names are copied out, by our own writes: no links,
+                    # devices or permissions from the archive reach the disk.
+                    if member.name not in wanted or not member.isfile():
+                        continue
+                    if member.size > MAX_BATCH_BYTES:
+                        raise DataError(f"{archive}: {member.name} declares {member.size:,} bytes, more than a "
+                                        f"CIFAR-10 batch (about 31 MB); it is not the published archive")
+                    target.mkdir(parents=True, exist_ok=True)
+                    fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{PurePosixPath(member.name).name}.",
+                                               suffix=".part")
+                    staged[target / PurePosixPath(member.name).name] = Path(tmp)
+                    with os.fdopen(fd, "wb") as out, tar.extractfile(member) as src:
+                        shutil.copyfileobj(src, out)
+        for dest, tmp in staged.items():
+            os.replace(tmp, dest)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise DataError(f"{archive} is not a readable tar.gz archive ({e}); delete it and fetch it again") from None
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)  # no-op after the rename
+        if made_target and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
 
 
 def read_cifar10(spec: DataSpec, source: str, folder: Path, download: bool, rows: Rows):

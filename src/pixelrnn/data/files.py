@@ -95,3 +95,48 @@ def unsafe_member(name: str) -> bool:
     """Whether an archive member's path could point outside the folder it belongs in (absolute, or with ``..``)."""
     parts = name.replace("\\", "/").split("/")
     return name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts
+
+
+# No header of a published archive (a long name, a pax record) comes near this; tarfile reads such headers whole.
+MAX_HEADER_BYTES = 1 << 24
+
+
+class BoundedReads:
+    """A binary file, as tarfile reads it, with a bound on each read and on how far it may go.
+
+    tarfile reads a member's extended header (a long name, a pax record) whole, at the size the archive declares,
+    and through a compressed stream it decompresses whatever it is asked to skip. Read through this, a header that
+    declares gigabytes, or a small compressed archive that unpacks to gigabytes, is refused in one line before the
+    memory or the time is spent.
+
+    Args:
+        file: the open file (plain, or a decompressing one such as :class:`gzip.GzipFile`).
+        what: the archive's name, for the messages.
+        most: the largest single read, in bytes.
+        end: the furthest position that may be read or sought to (the unpacked size of the published archive), or
+            None for no bound (a plain file ends where it ends).
+    """
+
+    def __init__(self, file, what: str, most: int, end: int | None = None):
+        self.file, self.what, self.most, self.end = file, what, most, end
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > self.most:
+            amount = "an unbounded block" if size is None or size < 0 else f"a block of {size:,} bytes"
+            raise DataError(f"{self.what} declares {amount} at byte {self.file.tell():,}, more than any header or "
+                            f"member of the published archive; it is not that file (delete it and fetch it again)")
+        self._check(self.file.tell() + size)
+        return self.file.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0:
+            self._check(offset)
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def _check(self, position: int) -> None:
+        if self.end is not None and position > self.end:
+            raise DataError(f"{self.what} unpacks to more than {self.end:,} bytes, more than the published archive; "
+                            f"it is not that file (delete it and fetch it again)")
