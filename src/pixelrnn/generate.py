@@ -29,17 +29,16 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributions
-from .devices import eval_mode, num_threads
+from .devices import SMALL_STEP_FLOPS, eval_mode, num_threads
 from .errors import PixelRNNError
 
 METHODS = ("fast", "naive")
-# Per-step products below this many FLOPs (about a millisecond on one core) run on one thread in the step-wise walk.
-SMALL_STEP_FLOPS = 2**27
 
 
 def step_threads(model, batch: int) -> int:
-    """Threads for the step-wise walk of ``batch`` images: 1 if its largest product per step is small, else the
-    caller's setting. Every weight matrix of a stepper acts on each new pixel once; the largest bounds a step's work."""
+    """Threads for the step-wise walk of ``batch`` images: 1 if its largest product per step is below
+    ``SMALL_STEP_FLOPS`` (:mod:`pixelrnn.devices`), else the caller's setting. Every weight matrix of a stepper acts
+    on each new pixel once; the largest bounds a step's work."""
     largest = max((p.numel() for p in model.parameters() if p.dim() >= 2), default=0)
     return 1 if 2 * batch * largest < SMALL_STEP_FLOPS else torch.get_num_threads()
 
@@ -83,7 +82,7 @@ def complete(model, x: torch.Tensor, known: torch.Tensor, temperature: float = 1
         known = torch.broadcast_to(known.to(device=x.device, dtype=torch.bool), x.shape)
     except RuntimeError:
         raise PixelRNNError(f"the known-mask of shape {tuple(known.shape)} does not broadcast to {tuple(x.shape)}")
-    x[~known] = 0  # unknown values must not leak into anything, even by accident
+    x.masked_fill_(~known, 0)  # unknown values must not leak into anything, even by accident
     y = model.check_labels(y, len(x))
     with eval_mode(model), torch.no_grad():
         run = _complete_fast if method == "fast" else _complete_naive
@@ -149,8 +148,11 @@ def walk(model, x: torch.Tensor, wants, choose, progress: bool = False, desc: st
 
 
 def _complete_fast(model, x, known, temperature, generator, progress, y) -> torch.Tensor:
+    # Which values to draw, read to the host once: on a GPU a read per value would wait for the device C*H*W times.
+    todo = (~known).any(0).tolist()  # [C][H][W]
+
     def wants(c, i, j):
-        return not known[:, c, i, j].all()
+        return todo[c][i][j]
 
     def choose(c, i, j, logits):
         draw = distributions.sample(logits, temperature, generator)

@@ -46,6 +46,15 @@ def autocast(precision: str, device: torch.device | str = "cpu"):
     return nullcontext()
 
 
+def autocast_off(device: torch.device | str):
+    """A block without autocast on ``device`` (a fast scan that picks its dtypes itself); a device type that has no
+    autocast (``meta``) needs nothing turned off."""
+    device_type = torch.device(device).type
+    if not torch.amp.is_autocast_available(device_type):
+        return nullcontext()
+    return torch.autocast(device_type, enabled=False)
+
+
 def check_precision(precision: str, device: torch.device | str) -> None:
     """Refuse a precision the device cannot run (or an unknown name), with one line that says why."""
     if precision not in PRECISIONS:

@@ -40,7 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import num_threads, threads_for_steps
 from ..masks import ColourGroups, MaskedConv2d
+from ..precision import autocast_off
 from .layers import linear_of
 from .lstm_cell import GATES, lstm_backward, lstm_step, lstm_update
 from .recurrent import LayerStepper, RecurrentConfig, RecurrentPixelModel
@@ -100,7 +102,8 @@ class DiagonalScan(torch.autograd.Function):
 
     The matrix products run in the dtype of ``gates_in`` (bfloat16 under autocast), and the h buffer is kept in it;
     the LSTM cell, its c state, the output states and the gradients of the recurrence run in the dtype of ``weight``
-    (the parameters'). The weight's gradient is one product over all cells after the walk.
+    (the parameters'). The weight's gradient is one product over all cells after the walk. The walks run on the
+    threads that fit the longest diagonal's product (``devices.threads_for_steps``), the large products on the caller's.
     """
 
     @staticmethod
@@ -117,7 +120,7 @@ class DiagonalScan(torch.autograd.Function):
     def forward(ctx, gates_in: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
         _, height, width, b, four_h = gates_in.shape
         hid, dtype, mm_dtype = four_h // len(GATES), weight.dtype, gates_in.dtype
-        with torch.autocast(gates_in.device.type, enabled=False):
+        with autocast_off(gates_in.device):
             gates_flat = gates_in.reshape(2, height * width, b, four_h)
             weight_mm = weight.to(mm_dtype)
             # Padded state buffers: row 0 and column 0 hold the initial states (the rest is overwritten). The states
@@ -128,16 +131,18 @@ class DiagonalScan(torch.autograd.Function):
             acts = gates_in.new_empty(2, height * width, b, four_h, dtype=dtype)  # o, f, i, g after activation
             states = gates_in.new_empty(2, height * width, b, hid, dtype=dtype)  # the output, in the cell's dtype
             step = width  # in the padded buffer, consecutive cells of a diagonal are W apart
-            for n, flat, start, stop in DiagonalScan._diagonals(height, width):
-                cells = slice(start, stop, step)
-                above, left = slice(start - width - 1, stop - width - 1, step), slice(start - 1, stop - 1, step)
-                neighbours = torch.cat([hs[:, above], hs[:, left]], dim=3).view(2, n * b, 2 * hid)
-                gates = torch.baddbmm(gates_flat[:, flat].reshape(2, n * b, four_h), neighbours, weight_mm).to(dtype)
-                # The cell on (2, n, B, .) views of the buffers: no gathered copies, activations written in place.
-                h, c, _ = lstm_step(gates.view(2, n, b, four_h), cs[:, left], dim=3, acts=acts[:, flat])
-                states[:, flat] = h  # (2, n, B, h)
-                hs[:, cells] = h
-                cs[:, cells] = c
+            with num_threads(threads_for_steps(2 * 2 * min(height, width) * b * 2 * hid * four_h)):
+                for n, flat, start, stop in DiagonalScan._diagonals(height, width):
+                    cells = slice(start, stop, step)
+                    above, left = slice(start - width - 1, stop - width - 1, step), slice(start - 1, stop - 1, step)
+                    neighbours = torch.cat([hs[:, above], hs[:, left]], dim=3).view(2, n * b, 2 * hid)
+                    gates_here = gates_flat[:, flat].reshape(2, n * b, four_h)
+                    gates = torch.baddbmm(gates_here, neighbours, weight_mm).to(dtype)
+                    # The cell on (2, n, B, .) views of the buffers: no gathered copies, activations written in place.
+                    h, c, _ = lstm_step(gates.view(2, n, b, four_h), cs[:, left], dim=3, acts=acts[:, flat])
+                    states[:, flat] = h  # (2, n, B, h)
+                    hs[:, cells] = h
+                    cs[:, cells] = c
         ctx.save_for_backward(hs, cs, acts, weight)
         ctx.height, ctx.width = height, width
         return states.view(2, height, width, b, hid)
@@ -147,24 +152,25 @@ class DiagonalScan(torch.autograd.Function):
         hs, cs, acts, weight = ctx.saved_tensors
         height, width, mm_dtype = ctx.height, ctx.width, hs.dtype
         b, hid, dtype = hs.shape[2], hs.shape[3], weight.dtype
-        with torch.autocast(grad_states.device.type, enabled=False):
+        with autocast_off(grad_states.device):
             weight_t = weight.transpose(1, 2).to(mm_dtype)
             grad_h = torch.zeros_like(cs)  # accumulates dL/dh per cell: from the output and from later diagonals
             grad_h.view(2, height + 1, width + 1, b, hid)[:, 1:, 1:] = grad_states
             grad_c = torch.zeros_like(cs)
             grad_gates = hs.new_empty(2, height * width, b, 4 * hid)  # pre-activation, in the products' dtype
             step = width
-            for n, flat, start, stop in reversed(list(DiagonalScan._diagonals(height, width))):
-                cells = slice(start, stop, step)
-                above, left = slice(start - width - 1, stop - width - 1, step), slice(start - 1, stop - 1, step)
-                # The cell's gradient on (2, n, B, .) views, written straight into grad_gates (the products' dtype).
-                _, grad_c_left = lstm_backward(acts[:, flat], cs[:, left], cs[:, cells], grad_h[:, cells],
-                                               grad_c[:, cells], dim=3, out=grad_gates[:, flat])
-                grad_c[:, left] += grad_c_left
-                d_gates = grad_gates[:, flat].reshape(2, n * b, 4 * hid)  # as the product reads it
-                d_neighbours = torch.bmm(d_gates, weight_t).to(dtype).view(2, n, b, 2 * hid)
-                grad_h[:, above] += d_neighbours[..., :hid]
-                grad_h[:, left] += d_neighbours[..., hid:]
+            with num_threads(threads_for_steps(2 * 2 * min(height, width) * b * 2 * hid * 4 * hid)):
+                for n, flat, start, stop in reversed(list(DiagonalScan._diagonals(height, width))):
+                    cells = slice(start, stop, step)
+                    above, left = slice(start - width - 1, stop - width - 1, step), slice(start - 1, stop - 1, step)
+                    # The cell's gradient on (2, n, B, .) views, written straight into grad_gates (the products' dtype).
+                    _, grad_c_left = lstm_backward(acts[:, flat], cs[:, left], cs[:, cells], grad_h[:, cells],
+                                                   grad_c[:, cells], dim=3, out=grad_gates[:, flat])
+                    grad_c[:, left] += grad_c_left
+                    d_gates = grad_gates[:, flat].reshape(2, n * b, 4 * hid)  # as the product reads it
+                    d_neighbours = torch.bmm(d_gates, weight_t).to(dtype).view(2, n, b, 2 * hid)
+                    grad_h[:, above] += d_neighbours[..., :hid]
+                    grad_h[:, left] += d_neighbours[..., hid:]
             # The weight's gradient over every cell at once, one product per direction instead of one per diagonal:
             # cell (r, c) of the padded grid reads [state above, state left] = grid (r - 1, c), (r, c - 1).
             grid = hs.view(2, height + 1, width + 1, b, hid)

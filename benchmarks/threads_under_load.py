@@ -1,0 +1,98 @@
+"""Training steps quiet and with one core busy: what choosing the recurrent scans' threads by their work buys.
+
+The recurrent scans of training (``RowScan``, ``DiagonalScan``, ``RowWavefront``) are loops of small dependent
+steps. Split over several threads, a small step gains little on a quiet machine, and each waits for the other
+threads' time slices as soon as another process is busy. So each scan runs on the threads that fit the product of
+one step (``pixelrnn.devices.threads_for_steps``: one thread below ``SMALL_STEP_FLOPS``), and the large products
+around it (convolutions, the weights' gradients) on the caller's threads.
+
+For each model (1x28x28, K = 256, 7 layers, h = 64, head 64, a full training step: forward, backward, RMSProp) this
+times the median step four ways: quiet and with one core busy (a process spinning beside this one), each with the
+scans' thread choice and with every scan on the caller's threads (as before the choice). The last columns are the
+busy / quiet ratios; the target is a busy step within 2x of a quiet one. Run it on an otherwise quiet machine, with
+two or more threads (the header says how many).
+
+    python benchmarks/threads_under_load.py [--models ...] [--batch-size 16] [--precision fp32] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+
+import torch
+
+from pixelrnn import devices
+from pixelrnn.allocator import tune
+from pixelrnn.benchmark import train_speed
+from pixelrnn.devices import cpu_name
+from pixelrnn.models import build_model
+
+MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm")
+OPTIONS = dict(layers=7, hidden=64, head=64)
+
+
+@contextmanager
+def one_core_busy():
+    """A process spinning on one core for the duration of the block (ended by its own id)."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # let it start spinning
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+@contextmanager
+def scan_threads(choose: bool):
+    """With ``choose`` False, every step counts as large: the scans run on the caller's threads."""
+    small = devices.SMALL_STEP_FLOPS
+    if not choose:
+        devices.SMALL_STEP_FLOPS = 0
+    try:
+        yield
+    finally:
+        devices.SMALL_STEP_FLOPS = small
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--precision", default="auto", help="fp32, bf16, or auto (bf16 where native)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=4)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tune()  # as the pixelrnn command does: fewer page faults in training
+
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"{cpu_name()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+          f"precision {args.precision}, load average before {load} (1, 5, 15 min)\n", flush=True)
+    print("| model | quiet, chosen s | quiet, all threads s | busy, chosen s | busy, all threads s | "
+          "busy / quiet, chosen | busy / quiet, all threads |\n|---|---|---|---|---|---|---|", flush=True)
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, 256, (args.batch_size, 1, 28, 28), generator=gen) for _ in range(2)]
+    for name in args.models:
+        torch.manual_seed(0)
+        model = build_model(name, (1, 28, 28), 256, **OPTIONS)
+        seconds = {}
+        for busy in (False, True):
+            with one_core_busy() if busy else nullcontext():
+                for choose in (True, False):
+                    with scan_threads(choose):
+                        result = train_speed(model, batches, args.precision, warmup=args.warmup, steps=args.steps)
+                    seconds[busy, choose] = result["step_seconds"]
+        print(f"| {name} | {seconds[False, True]:.3f} | {seconds[False, False]:.3f} | {seconds[True, True]:.3f} | "
+              f"{seconds[True, False]:.3f} | {seconds[True, True] / seconds[False, True]:.2f}x | "
+              f"{seconds[True, False] / seconds[False, False]:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
