@@ -65,7 +65,15 @@ def log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     Returns:
         float [B] log p(x) in nats.
     """
-    return log_probs(logits, x).flatten(1).sum(1)
+    return sum_per_image(log_probs(logits, x))
+
+
+def sum_per_image(terms: torch.Tensor) -> torch.Tensor:
+    """The per-value terms [B, C, H, W] of :func:`log_probs` added up per image: float [B].
+
+    The one summation behind ``log_prob``, so that a map of the terms adds up to the same figure bit for bit.
+    """
+    return terms.flatten(1).sum(1)
 
 
 def nats_to_bits_per_dim(nats: torch.Tensor | float, dims: int) -> torch.Tensor | float:

@@ -154,6 +154,17 @@ def label_row(picture: Image.Image, layout: Layout, labels: Sequence[tuple[str, 
 
 def completion_panel(originals: torch.Tensor, known: torch.Tensor, completions: torch.Tensor, levels: int,
                      path: str | Path) -> Path:
+    """Write :func:`completion_picture`'s panel to ``path``.
+
+    Returns:
+        ``path``.
+    """
+    image_format(path)  # a bad name is refused before the panel is drawn
+    return write_encoded(completion_picture(originals, known, completions, levels), path)
+
+
+def completion_picture(originals: torch.Tensor, known: torch.Tensor, completions: torch.Tensor,
+                       levels: int) -> Image.Image:
     """A panel like the paper's figure 1: per row, the occluded image, the completions, and the original.
 
     Images are enlarged as in :func:`grid`, under a label row naming the columns.
@@ -163,15 +174,13 @@ def completion_panel(originals: torch.Tensor, known: torch.Tensor, completions: 
         known: bool [C, H, W] or [N, C, H, W]; hidden values are shown in mid grey.
         completions: [N, k, C, H, W].
         levels: the number of levels K.
-        path: the picture to write.
 
     Returns:
-        ``path``.
+        The panel.
     """
-    image_format(path)  # a bad name is refused before the panel is drawn
     n, k = completions.shape[:2]
     occluded = torch.where(known.expand_as(originals), originals, torch.full_like(originals, (levels - 1) // 2))
     rows = torch.cat([occluded[:, None], completions, originals[:, None]], dim=1).flatten(0, 1)  # (N (k + 2), C, H, W)
     layout = Layout.of(len(rows), *rows.shape[-2:], columns=k + 2)
     labels = [("occluded", 0, 0), ("completions" if k > 1 else "completion", 1, k), ("original", k + 1, k + 1)]
-    return write_encoded(label_row(grid(rows, levels, columns=k + 2), layout, labels), path)
+    return label_row(grid(rows, levels, columns=k + 2), layout, labels)

@@ -17,9 +17,11 @@ import warnings
 from .. import __version__, distributed
 from ..allocator import tune
 from ..errors import PixelRNNError
+from .app import add_app
 from .codec import add_compress, add_decompress
 from .common import HelpFormatter, Parser, Shared
 from .evaluate import add_evaluate
+from .explain import add_explain
 from .generate import add_complete, add_sample
 from .tools import add_bench, add_models, add_plot
 from .train import add_presets, add_train
@@ -27,8 +29,8 @@ from .train import add_presets, add_train
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # The subcommands, in the order `pixelrnn --help` lists them.
-COMMANDS = (add_train, add_evaluate, add_sample, add_complete, add_compress, add_decompress, add_bench, add_presets,
-            add_models, add_plot)
+COMMANDS = (add_train, add_evaluate, add_sample, add_complete, add_explain, add_compress, add_decompress, add_bench,
+            add_presets, add_models, add_plot, add_app)
 
 
 def build_parser() -> argparse.ArgumentParser:

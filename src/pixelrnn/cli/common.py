@@ -11,12 +11,18 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from .. import distributed
+import torch
+
+from .. import distributed, pretrained
 from ..config import SEED_LIMIT, parse_sets
 from ..data import SPLITS
 from ..errors import ConfigError, OutputError
-from ..images import image_format
+from ..explain import parse_pixel
+from ..fitting import load_with_data
+from ..images import image_format, read_images
+from ..models import AutoregressiveModel
 from ..precision import emulation_warning
 
 
@@ -88,6 +94,14 @@ def positive(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, e.g. 1.0, not {text!r}")
     return value
+
+
+def pixel(text: str) -> tuple[int, int]:
+    """An argparse type: a pixel as ROW,COL, two whole numbers from 0 (checked against the image later)."""
+    try:
+        return parse_pixel(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def path(text: str) -> str:
@@ -201,3 +215,50 @@ def warn_if_emulated(precision: str, device) -> None:
     """
     if distributed.is_main() and (line := emulation_warning(precision, device)) is not None:
         sys.stderr.write(line + "\n")
+
+
+class Chosen(NamedTuple):
+    """The model and the real images a command works on (see :func:`chosen_images`)."""
+
+    model: AutoregressiveModel
+    images: torch.Tensor  # int64 [n, C, H, W]
+    labels: torch.Tensor | int | None  # class labels for a class-conditional model, else None
+    names: list[str]  # one per image: its file, or SPLIT[INDEX]
+
+
+def chosen_images(args: argparse.Namespace, count: int, count_flag: str) -> Chosen:
+    """The model of ``args.run`` and the images given: ``args.images`` files, else ``count`` images of the split.
+
+    Reads the flags run, images, data, split, data_dir, first, class_label and no_verify. Files carry no class, so
+    a class-conditional model needs --class with them; a split's own labels are used otherwise (--class replaces
+    them).
+
+    Args:
+        args: the parsed flags.
+        count: how many images of the split, from ``args.first``.
+        count_flag: the flag that set ``count`` (e.g. "-n"), for the warning when the split is shorter.
+
+    Returns:
+        A :class:`Chosen`; the model is on the CPU.
+    """
+    if args.images:
+        if args.data:
+            raise ConfigError("give image files or --data NAME, not both")
+        model = pretrained.load(args.run, verify=not args.no_verify)
+        if model.settings.num_classes and args.class_label is None:
+            raise ConfigError(f"the model is class-conditional, and image files carry no class; pass --class N "
+                              f"(0..{model.settings.num_classes - 1}) for the class of every image")
+        images = read_images(args.images, model.image_shape, model.levels)
+        return Chosen(model, images, args.class_label, [Path(name).name for name in args.images])
+    model, data = load_with_data(args.run, args.data, args.split, args.data_dir, verify=not args.no_verify)
+    held = len(data.images)
+    if args.first >= held:
+        raise ConfigError(f"--first {args.first} is past the end of the {args.split} split of {data.name}, which "
+                          f"holds {held} images (0..{held - 1})")
+    if args.first + count > held:
+        print(f"warning: the {args.split} split of {data.name} holds {held - args.first} images from --first "
+              f"{args.first}, not {count_flag} {count}; using those", file=sys.stderr)
+    chosen = range(args.first, min(held, args.first + count))
+    labels = None if data.labels is None or not model.settings.num_classes else data.labels[chosen.start:chosen.stop]
+    return Chosen(model, data.images[chosen.start:chosen.stop].long(),
+                  labels if args.class_label is None else args.class_label, [f"{args.split}[{k}]" for k in chosen])

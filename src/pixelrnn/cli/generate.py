@@ -6,19 +6,16 @@ the paper's order: pixel by pixel in raster order, and R, G, B inside a pixel.
 
 from __future__ import annotations
 
-import sys
-
 import torch
 
-from .. import devices, pretrained
+from .. import devices, explain_figures, pretrained
 from ..budget import check_generation_fits
 from ..errors import ConfigError
-from ..fitting import load_with_data
+from ..explain import check_pixels, explain, first_hidden_pixel
 from ..generate import complete_each
-from ..images import read_images
 from ..pictures import completion_panel, save_grid
 from ..occlusion import occlusion
-from .common import Shared, count, natural, output_flags, writable
+from .common import Shared, chosen_images, count, natural, output_flags, pixel, writable
 
 
 def add_sample(sub, shared: Shared) -> None:
@@ -74,37 +71,27 @@ def add_complete(sub, shared: Shared) -> None:
     p.add_argument("--class", dest="class_label", type=int,
                    help="the class of every image (class-conditional models; default: a split's own labels)")
     output_flags(p, "completions.png", "the PNG panel to write")
+    p.add_argument("--explain", action="store_true",
+                   help="also write OUTPUT-explain.png: each image's first completion, its bit map, and the "
+                        "distribution its value at --pixel was drawn from (needs matplotlib)")
+    p.add_argument("--pixel", type=pixel, metavar="ROW,COL",
+                   help="with --explain, the pixel whose distribution to show (default: the first one drawn)")
     p.set_defaults(func=cmd_complete)
-
-
-def _originals(args):
-    """The model, the images to complete (int64 [n, C, H, W]) and their class labels (or None)."""
-    if args.images:
-        if args.data:
-            raise ConfigError("give image files or --data NAME, not both")
-        model = pretrained.load(args.run, verify=not args.no_verify)
-        if model.settings.num_classes and args.class_label is None:
-            raise ConfigError(f"the model is class-conditional, and image files carry no class; pass --class N "
-                              f"(0..{model.settings.num_classes - 1}) for the class of every image")
-        images = read_images(args.images, model.image_shape, model.levels)
-        return model, images, args.class_label
-    model, data = load_with_data(args.run, args.data, args.split, args.data_dir, verify=not args.no_verify)
-    held = len(data.images)
-    if args.first >= held:
-        raise ConfigError(f"--first {args.first} is past the end of the {args.split} split of {data.name}, which "
-                          f"holds {held} images (0..{held - 1})")
-    if args.first + args.n > held:
-        print(f"warning: the {args.split} split of {data.name} holds {held - args.first} images from --first "
-              f"{args.first}, not -n {args.n}; completing those", file=sys.stderr)
-    chosen = slice(args.first, args.first + args.n)
-    labels = None if data.labels is None or not model.settings.num_classes else data.labels[chosen]
-    return model, data.images[chosen].long(), labels if args.class_label is None else args.class_label
 
 
 def cmd_complete(args) -> int:
     output = writable(args.output, args.force, image=True)
-    model, originals, y = _originals(args)
+    if args.pixel and not args.explain:
+        raise ConfigError("--pixel chooses the pixel of --explain; add --explain")
+    explained = None
+    if args.explain:
+        explained = writable(output.with_name(f"{output.stem}-explain{output.suffix}"), args.force)
+        explain_figures.pyplot()  # a missing matplotlib is one line before the long work
+    model, originals, y, _ = chosen_images(args, args.n, "-n")
     known = occlusion(args.occlude, model.image_shape)
+    if explained:
+        pixels = check_pixels([args.pixel or first_hidden_pixel(model, known)], model.image_shape)
+        explain_figures.check_rows(len(originals))
     model.to(devices.resolve_device(args.device))
     check_generation_fits(model, len(originals) * args.samples, f"{len(originals)} x {args.samples:,} completions "
                           "at once", "ask for fewer images (-n) or completions per image (-k)")
@@ -112,4 +99,13 @@ def cmd_complete(args) -> int:
                                 generator=devices.generator(model.device, args.seed), y=y, progress=not args.quiet)
     path = completion_panel(originals, known, completions.cpu(), model.levels, output)
     print(f"wrote {len(originals)} x {args.samples} completions to {path}")
+    if explained:
+        # The first completion of each image, and the distribution (at the sampling temperature) that its value at
+        # the pixel was drawn from, given the values before it.
+        first = completions[:, 0]
+        explanation = explain(model, first, y, pixels=pixels, temperature=args.temperature)
+        names = [f"completion of image {k}" for k in range(len(first))]
+        written = explain_figures.save_figure(explanation, explained, names=names, marked="the value drawn")
+        print(f"wrote the first completion of each image, its bit map and the distribution at pixel "
+              f"{pixels[0][0]},{pixels[0][1]} to {written}")
     return 0

@@ -272,10 +272,26 @@ class AutoregressiveModel(nn.Module):
         """int64 [B, C, H, W] (and class labels [B] for class-conditional models) -> logits [B, K, C, H, W]."""
         raise NotImplementedError
 
+    def log_prob_per_value(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The C*H*W conditionals that :meth:`log_prob` sums: log p(x_c,i,j | every value before it in ``order()``).
+
+        Each term sits at its own value's place, so a map of them shows where an image surprises the model. The
+        multi-scale model's small-image values are scored by its lower levels and sit where the small image was
+        subsampled from (every f-th row and column), so one map covers every level.
+
+        Args:
+            x: int64 [B, C, H, W] values in [0, K).
+            y: class labels [B] (or one label) for a class-conditional model.
+
+        Returns:
+            float [B, C, H, W] in nats (at least float32); ``.flatten(1).sum(1)`` is :meth:`log_prob`.
+        """
+        self.check_values(x)
+        return distributions.log_probs(self(x, y), x)
+
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log p(x) (or log p(x | y)) in nats, float [B]: the sum of all C*H*W conditionals."""
-        self.check_values(x)
-        return distributions.log_prob(self(x, y), x)
+        return distributions.sum_per_image(self.log_prob_per_value(x, y))
 
     def bits_per_dim(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Bits per dimension of each image: -log p(x) / (C*H*W*ln 2), what ``evaluate`` averages over a split.

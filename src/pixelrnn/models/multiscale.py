@@ -21,9 +21,11 @@ the level below, the first is unconditional, and by the identity above, applied 
 exactly. One size (``small=s`` or ``small=[s]``) is the two-level model, with the same parameter names as ever.
 
 ``forward`` returns the logits of the small model at the small image's pixels and those of the conditional model
-everywhere else; every likelihood, sampler and the codec then work unchanged. The generation order is the small
-image in its own order (coarsest level first), then the other pixels in raster order (``order()``); fast
-generation (``walk``) runs the levels' own steppers in that order.
+everywhere else; every likelihood, sampler and the codec then work unchanged. So ``log_prob_per_value`` is one
+[B, C, n, n] map of every level's terms: a value whose row and column are multiples of n / s_l is scored by level l
+(the coarsest such level), every other one by log p(rest | x_(s_L)). The generation order is the small image in its
+own order (coarsest level first), then the other pixels in raster order (``order()``); fast generation (``walk``)
+runs the levels' own steppers in that order.
 """
 
 from __future__ import annotations
