@@ -66,8 +66,8 @@ def run_main(argv: list[str]) -> int:
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every path under ``root`` with its bytes (None for a folder)."""
-    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+    """Every path under ``root`` with its bytes (None for a folder, or a FIFO, which reading would block on)."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
 
 
 def refused(capsys, argv: list[str], root: Path | None = None) -> str:
@@ -242,6 +242,7 @@ def work(tmp_path_factory):
     for name, payload in ARCHIVES.items():
         (root / f"archive-{name}" / "imagenet32").mkdir(parents=True)
         (root / f"archive-{name}" / "imagenet32" / "train_32x32.tar").write_bytes(payload)
+    os.mkfifo(root / "fifo.csv")  # read, it would block for ever
     for name, payload in METRICS.items():
         (root / f"metrics-{name}").mkdir()
         (root / f"metrics-{name}" / "metrics.csv").write_bytes(payload)
@@ -374,6 +375,9 @@ CASES += [(f"too-large-{'='.join(argv[:1] + argv[2:4])}", argv) for argv in [
 CASES += [(f"archive-{name}", ["train", "--preset", "tiny", "--data", "imagenet32", "--data-dir",
                                 "{root}/archive-" + name, "--out", "{new}", "--quiet"]) for name in ARCHIVES]
 CASES += [(f"plot-{name}", ["plot", "{root}/metrics-" + name, "-o", "{new}.png"]) for name in METRICS]
+CASES += [("plot-fifo", ["plot", "{root}/fifo.csv", "-o", "{new}.png"]),
+          ("compress-fifo", ["compress", "{run}", "{root}/fifo.csv", "-o", "{new}.prnn", "--quiet"]),
+          ("decompress-fifo", ["decompress", "{run}", "{root}/fifo.csv", "-o", "{new}", "--quiet"])]
 CASES += [(f"plot-{name}-force", ["plot", "{root}/metrics-" + name, "-o", "{root}/exists.png", "--force"])
           for name in ("empty", "nul", "long-field")]
 CASES += [(f"train-resume-{damage}", ["train", "--out", "{root}/" + damage, "--resume", "--steps", "4", "--quiet"])

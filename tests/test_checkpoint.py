@@ -126,3 +126,24 @@ def test_a_latest_pointer_that_is_not_a_step_folder_of_the_run_is_refused(tmp_pa
     run.pointer.write_bytes(pointer)
     with pytest.raises(CheckpointError, match="latest"):
         run.latest()
+
+
+def test_a_step_folder_linked_from_elsewhere_is_unlinked_not_deleted(tmp_path):
+    """Old checkpoints are removed as new ones come; one that is a symlink (to another disk) loses its link, and
+    the data it points to stays."""
+    from pixelrnn.checkpoint import RunFolder
+    model = tiny_model("pixelcnn", (1, 4, 4), 4)
+    run = RunFolder(tmp_path / "run")
+    first = run.save(1, model, {"step": 1})
+    elsewhere = tmp_path / "elsewhere"
+    first.rename(elsewhere)
+    first.symlink_to(elsewhere)
+    for step in (2, 3, 4):
+        run.save(step, model, {"step": step}, keep=2)
+    assert sorted(p.name for p in run.checkpoints.glob("step-*")) == ["step-000000003", "step-000000004"]
+    assert (elsewhere / "model.safetensors").is_file()
+
+
+def test_an_oserror_without_errno_still_says_its_cause():
+    from pixelrnn.errors import output_error
+    assert "Cannot call rmtree on a symbolic link" in str(output_error("x", OSError("Cannot call rmtree on a symbolic link")))

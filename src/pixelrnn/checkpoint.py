@@ -402,6 +402,10 @@ class RunFolder:
         with writing(self.checkpoints):
             _fsync_dir(self.checkpoints)
             for old in sorted(p for p in self.checkpoints.glob("step-*") if p.is_dir())[:-keep]:
-                if old != path:
+                if old == path:
+                    continue
+                if old.is_symlink():  # a step folder linked from elsewhere (another disk): drop the link, not the data
+                    old.unlink()
+                else:
                     shutil.rmtree(old)
         return path

@@ -79,7 +79,8 @@ _WRITE_ADVICE = {
 
 def output_error(path: str | Path, error: OSError) -> OutputError:
     """One line for an OSError met while writing ``path``."""
-    advice = _WRITE_ADVICE.get(error.errno, error.strerror or type(error).__name__)
+    # An OSError raised by Python itself (shutil's, say) has no errno or strerror: its message is the cause.
+    advice = _WRITE_ADVICE.get(error.errno, error.strerror or str(error) or type(error).__name__)
     return OutputError(f"cannot write {path}: {advice}")
 
 

@@ -37,6 +37,9 @@ def open_image(path: str | Path):
 
     Convert or copy the pixels inside the block: PIL decodes lazily, so damage can surface only then.
     """
+    if Path(path).exists() and not Path(path).is_file() and not Path(path).is_dir():
+        # A FIFO or a device: reading one would wait for a writer, or never end (/dev/zero).
+        raise ImageError(f"{path} is not a regular file; give an image file")
     try:
         with Image.open(path) as picture:
             yield picture

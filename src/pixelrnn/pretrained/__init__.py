@@ -103,7 +103,9 @@ def metrics_file(run_or_name: str | Path) -> Path:
     where = locate(run_or_name)
     if isinstance(where, Pretrained):
         return where.metrics
-    return where if where.is_file() else RunFolder(where).metrics
+    if where.exists() and not where.is_dir():  # a file of any kind (a FIFO, a device): plot says what it is
+        return where
+    return RunFolder(where).metrics
 
 
 def load(run_or_name: str | Path, map_location: str | torch.device = "cpu", verify: bool = True) -> AutoregressiveModel:
