@@ -540,8 +540,8 @@ def test_checkpoint_folders_get_the_umask(tmp_path):
 
 
 def test_a_class_conditional_model_is_not_used_without_classes(tmp_path, capsys, monkeypatch):
-    """Without its class a class-conditional model scores and codes far worse than it learned: compress (whose files
-    store no class) and evaluate on unlabelled images refuse it in one line, instead of printing a misleading
+    """Without its class a class-conditional model scores and codes far worse than it learned: compress of images
+    without --class and evaluate on unlabelled images refuse it in one line, instead of printing a misleading
     figure."""
     run = tmp_path / "run"
     assert main(["train", "--preset", "tiny", "--class-conditional", "--steps", "2", "--out", str(run),
@@ -551,7 +551,7 @@ def test_a_class_conditional_model_is_not_used_without_classes(tmp_path, capsys,
     for i in range(10):
         Image.fromarray(np.full((8, 8), 16 * i, dtype=np.uint8)).save(folder / f"{i}.png")
     err = refused(capsys, ["compress", str(run), str(folder / "0.png"), "-o", str(tmp_path / "x.prnn")], tmp_path)
-    assert "class-conditional" in err and "fashion-pixelcnn" in err
+    assert "class-conditional" in err and "--class N" in err
     real_load = fitting.load_dataset
 
     def unlabelled(*args, **kwargs):  # digits as an unlabelled set of the model's shape and levels would be

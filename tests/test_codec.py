@@ -54,15 +54,19 @@ def test_a_single_image_and_float64_models():
     assert torch.equal(codec.decode(model, codec.encode(model, image)), image[None])
 
 
-def test_a_class_conditional_model_is_refused_from_python():
-    """A file stores no class, and without one a class-conditional model codes poorly: encode and decode refuse it
-    themselves, so a Python caller gets the same clear error as `pixelrnn compress`."""
+def test_class_labels_are_needed_where_they_can_be_stored():
+    """The exact path stores each image's class, so a class-conditional model compresses given its labels; the
+    float path stores none, so it refuses a class-conditional model."""
     conditional = tiny_model("pixelcnn", (1, 4, 4), 4, num_classes=3)
     images = torch.randint(0, 4, (2, 1, 4, 4), generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ConfigError, match="class-conditional.*fashion-pixelcnn"):
+    with pytest.raises(ConfigError, match="class-conditional.*--class N"):
         codec.encode(conditional, images)
-    data = codec.encode(tiny_model("pixelcnn", (1, 4, 4), 4), images)
-    with pytest.raises(ConfigError, match="class-conditional.*fashion-pixelcnn"):
+    with pytest.raises(ConfigError, match="class-conditional.*float path.*stores no class.*exact path"):
+        codec.encode(conditional, images, path="float")
+    with pytest.raises(ConfigError, match="not class-conditional"):
+        codec.encode(tiny_model("pixelcnn", (1, 4, 4), 4), images, labels=1)
+    data = codec.encode(tiny_model("pixelcnn", (1, 4, 4), 4), images, path="float")
+    with pytest.raises(ConfigError, match="class-conditional"):
         codec.decode(conditional, data)
 
 
@@ -75,10 +79,11 @@ def test_the_fingerprint_is_pinned():
     assert codec.fingerprint(model) == "297d8bc52531121088e676a82a1be5fb3a882b3b4dbe7ca9b01d3c911ee00a95"
 
 
-def test_the_fixed_overhead_is_at_most_40_bytes():
+def test_the_fixed_overhead_of_the_float_path_is_at_most_40_bytes():
     model = tiny_model("pixelcnn", (1, 8, 8), 17, dtype=torch.float32)
     for count in (1, 10):
-        data = codec.encode(model, torch.randint(0, 17, (count, 1, 8, 8), generator=torch.Generator().manual_seed(0)))
+        data = codec.encode(model, torch.randint(0, 17, (count, 1, 8, 8), generator=torch.Generator().manual_seed(0)),
+                            path="float")
         assert len(data) - codec.read_header(data).payload_bytes == 36  # 4 + 1 + 7 varints + 3 x 8
     # The largest common case: 500 RGB 32x32 images of 256 levels, about 3 bits/dim of payload.
     fields = (500, 3, 32, 32, 256, 16, 500 * 3 * 32 * 32 * 3 // 32)
@@ -91,16 +96,18 @@ def test_a_tiny_payload_is_padded_and_still_decodes(monkeypatch):
     monkeypatch.setattr(codec, "MAX_COMPRESSION", 0.25)
     model = tiny_model("pixelcnn", (1, 3, 3), 4, dtype=torch.float32)
     images = torch.randint(0, 4, (3, 1, 3, 3), generator=torch.Generator().manual_seed(2))
-    data = codec.encode(model, images)
-    assert codec.read_header(data).payload_words == codec._min_payload_words(images.numel(), 4)
-    assert torch.equal(codec.decode(model, data), images)
+    for path in ("float", "exact"):
+        data = codec.encode(model, images, path=path)
+        assert codec.read_header(data).payload_words == codec._min_payload_words(images.numel(), 4)
+        assert torch.equal(codec.decode(model, data), images)
 
 
 @pytest.fixture(scope="module")
 def coded():
+    """A version 2 file (the float path); test_exact_codec.py holds the same checks for version 4."""
     model = tiny_model("pixelcnn", (1, 4, 4), 8, dtype=torch.float32)
     images = torch.randint(0, 8, (5, 1, 4, 4), generator=torch.Generator().manual_seed(1))
-    return model, images, codec.encode(model, images)
+    return model, images, codec.encode(model, images, path="float")
 
 
 def fields_of(data: bytes) -> tuple[dict, bytes, bytes]:
@@ -146,8 +153,9 @@ def test_an_old_or_future_version_is_refused_by_number(coded):
     old = b"PRNN" + (1).to_bytes(2, "little") + (2).to_bytes(4, "little") + b"{}"
     message = refusal(model, old + hashlib.sha256(old).digest())
     assert "version 1" in message and f"version {codec.VERSION}" in message and f"{codec.NAMED_VERSION}" in message
+    assert f"{codec.EXACT_VERSION} (the exact path)" in message
     fields, digests, payload = fields_of(data)
-    assert "version 4" in refusal(model, rebuild(fields, digests, payload, version=4))
+    assert "version 5" in refusal(model, rebuild(fields, digests, payload, version=5))
 
 
 def _edit(fields, **changes):

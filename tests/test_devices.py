@@ -38,12 +38,21 @@ def test_cuda_without_a_gpu_is_one_clear_line(tmp_path, capsys):
     assert len(err) == 1 and "no CUDA GPU" in err[0]
 
 
-def test_the_codec_refuses_cuda_with_the_reason(tmp_path, capsys):
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a GPU")
+def test_the_codec_refuses_cuda_where_there_is_none(tmp_path, capsys):
+    """The exact path runs anywhere, a GPU included (test_exact_decoding.py); without one, --device cuda is refused
+    before anything is read."""
     assert cli_main(["compress", str(tmp_path), "x.png", "-o", str(tmp_path / "x.prnn"), "--device", "cuda"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "CPU only" in err[0] and "bit-identical" in err[0]
+    assert len(err) == 1 and "no CUDA GPU" in err[0]
     assert cli_main(["decompress", str(tmp_path), "x.prnn", "-o", str(tmp_path), "--device", "cuda:1"]) == 2
-    assert "CPU only" in capsys.readouterr().err
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_the_float_path_refuses_cuda_with_the_reason():
+    """Files of the float path (format versions 2 and 3) are bit-identical only on the CPU: they decode there."""
+    with pytest.raises(ConfigError, match="CPU only.*bit-identical"):
+        devices.cpu_only("cuda", "compress")
 
 
 def test_fp16_is_refused_on_the_cpu(tmp_path):

@@ -149,7 +149,8 @@ def test_no_names_decompresses_to_numbered_files(runs, tmp_path):
     assert main(["compress", str(runs / "run"), *inputs, "--no-names", "-o", str(tmp_path / "f.prnn"),
                  "--quiet"]) == 0
     data = (tmp_path / "f.prnn").read_bytes()
-    assert data[len(codec.MAGIC)] == codec.VERSION and codec.read_header(data).names is None  # the old format
+    header = codec.read_header(data)
+    assert header.version == codec.EXACT_VERSION and header.names is None and data[len(codec.MAGIC) + 1] == 0  # flags
     assert main(["decompress", str(runs / "run"), str(tmp_path / "f.prnn"), "-o", str(tmp_path / "out"),
                  "--quiet"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["image-00000.png", "image-00001.png"]

@@ -1,27 +1,39 @@
 """Lossless image compression with a trained model and an arithmetic (range) coder.
 
 "Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016) notes that an exact likelihood model is a
-compressor: with an arithmetic coder, an image x takes about -log2 p(x) bits. Here every value is coded, in model
-order, with its conditional distribution from the fast step-wise path (:func:`pixelrnn.generate.walk`), by
-constriction's range coder (a queue: first in, first out). constriction quantises each distribution to integer
-frequencies deterministically and gives every value at least the smallest frequency, so no value is impossible.
+compressor: with an arithmetic coder, an image takes about -log2 p(x) bits. Every value is coded, in model order,
+with its conditional distribution, by constriction's range coder (a queue: first in, first out).
 
-Encoder and decoder compute the probabilities through the same code path, on the CPU, in float64 after the model's
-own dtype, with one thread, on batches of the same size: on the same machine and software they are bit-identical.
-A file decoded elsewhere with other floating-point behaviour could differ; the checksum of the decoded images
-catches that, so a wrong image is never returned in silence.
+Two paths, told apart by the file's format version:
+
+- **Version 4, the exact path** (:mod:`pixelrnn.exact`), for every family (PixelCNN, Row LSTM, Diagonal BiLSTM,
+  multi-scale over each, class-conditional or not): the model runs in integers, so every frequency table is
+  bit-identical on any CPU, GPU, BLAS and thread count. The encoder takes all tables of a group of images from one
+  full-image pass; the decoder walks value by value, as many groups at once as memory allows. A class-conditional
+  model stores each image's class in the file, coded with the uniform distribution over the classes. The file
+  records the integer model's fingerprint: it decodes with exactly those integers.
+- **Versions 2 and 3, the float path**, for every file written before version 4 (and ``path="float"``): the
+  probabilities come from the float step-wise path (:func:`pixelrnn.generate.walk`), on the CPU, in float64 after
+  the model's own dtype, with one thread, on batches of the same size. On the same machine and software they are
+  bit-identical; a file decoded elsewhere with other floating-point behaviour could differ, and the checksum of the
+  decoded images catches that, so a wrong image is never returned in silence.
 
 File layout (a varint is unsigned LEB128, 7 bits a byte, low bits first)::
 
-    b"PRNN"  version (varint: 2 without names, 3 with them)
+    b"PRNN"  version (varint: 2 without names, 3 with them, 4 the exact path)
+    version 4 only: flags (varint: 1 names, 2 class labels)
     count  channels  height  width  levels  batch  payload words     (seven varints)
-    model fingerprint (8 bytes)  checksum of the decoded images (8 bytes)
-    version 3 only: per image, its name's length in bytes (varint) and the name (UTF-8)
-    payload (u32 words, little-endian)
+    version 4 with labels only: classes (varint)
+    model fingerprint (8 bytes)
+    version 4 only: integer model fingerprint (8 bytes)
+    checksum of the decoded images (8 bytes; version 4: of the images and their labels)
+    versions 3 and 4 with names: per image, its name's length in bytes (varint) and the name (UTF-8)
+    version 4 only: per group of ``batch`` images, the length of its stream in words (varint)
+    payload (u32 words, little-endian; version 4: the groups' streams one after another)
     checksum of everything above (8 bytes)
 
-A file without names is version 2, byte for byte as before names existed, so files written earlier still decode
-and a file that needs no names costs nothing more: for one 8x8 image of 17 levels the fixed overhead is 36 bytes.
+A file without names and written by the float path is version 2, byte for byte as before names existed, so files
+written earlier still decode; for one 8x8 image of 17 levels its fixed overhead is 36 bytes (version 4: 46).
 A name is what ``pixelrnn decompress`` writes as NAME.png, so a stored name must be a safe base name
 (:func:`name_problem`): a file edited to hold ``../x`` is refused before anything is written.
 
@@ -35,7 +47,6 @@ words (at most 1/64 of the raw size).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from contextlib import contextmanager
 from typing import NamedTuple
@@ -44,18 +55,27 @@ import constriction
 import numpy as np
 import torch
 
-from .errors import CodecError, ConfigError, ImageError, PixelRNNError  # noqa: F401  (PixelRNNError: re-exported)
+from . import exact
 from .devices import num_threads
+from .errors import CodecError, ConfigError, ImageError, PixelRNNError  # noqa: F401  (PixelRNNError: re-exported)
+from .exact.coding import decode_streams, encode_streams
+from .exact.store import model_fingerprint as fingerprint
 from .generate import walk
 
-__all__ = ["BATCH", "CodecError", "Header", "NAMED_VERSION", "VERSION", "decode", "decode_named", "encode",
-           "fingerprint", "name_problem", "read_header"]
+__all__ = ["BATCH", "CodecError", "Decoded", "EXACT_BATCH", "EXACT_VERSION", "Header", "NAMED_VERSION", "VERSION",
+           "check_header", "check_inputs", "decode", "decode_file", "decode_named", "encode", "fingerprint",
+           "name_problem", "read_header"]
 
 MAGIC = b"PRNN"
 VERSION = 2  # a file without names
 NAMED_VERSION = 3  # version 2 with the images' names between the digests and the payload
+EXACT_VERSION = 4  # the exact path: integer model, groups of images in independent streams
+NAMES_FLAG, LABELS_FLAG = 1, 2  # the flags of version 4
 MAX_NAME = 251  # bytes of UTF-8: NAME.png then fits the 255 bytes that common file systems allow a file name
 BATCH = 16  # images coded together; stored in the header, since batch composition must match when decoding
+EXACT_BATCH = 64  # images per stream of version 4: each stream costs a few bytes; any number decode together
+MAX_CLASSES = 2**24  # constriction's uniform model
+PATHS = ("auto", "exact", "float")
 DIGEST = 8  # bytes of each checksum and of the fingerprint
 MAX_VARINT = 9  # bytes: 63 bits, far beyond any real count or size, and a bound on how long a field can be
 MAX_COMPRESSION = 64  # a payload holds at least 1/64 of its values' raw bits (see the docstring)
@@ -73,20 +93,15 @@ class Header(NamedTuple):
     model: bytes  # the first bytes of the model's fingerprint
     images: bytes  # checksum of the decoded images
     payload_offset: int
-    names: tuple[str, ...] | None = None  # one per image (version 3), each checked by name_problem; else None
+    names: tuple[str, ...] | None = None  # one per image (versions 3, 4), each checked by name_problem; else None
+    version: int = VERSION
+    integer: bytes | None = None  # version 4: the first bytes of the integer model's fingerprint
+    classes: int | None = None  # version 4 with labels: the number of classes they are coded over
+    streams: tuple[int, ...] | None = None  # version 4: each group's stream length in words
 
     @property
     def payload_bytes(self) -> int:
         return 4 * self.payload_words
-
-
-def fingerprint(model) -> str:
-    """sha256 of the model's config and weights: a file can only be decoded by the model that encoded it."""
-    digest = hashlib.sha256(json.dumps(model.config, sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 @contextmanager
@@ -110,10 +125,30 @@ def _code(model, x: torch.Tensor, step, progress: bool, desc: str) -> None:
 
 
 def _check_model(model) -> None:
-    if model.settings.num_classes:  # the file format stores no class, and without one the model codes poorly
-        raise ConfigError(f"the model is class-conditional ({model.settings.num_classes} classes), but a compressed file "
-                          "stores no class, and without one the model codes poorly; use an unconditional model, "
-                          "e.g. fashion-pixelcnn")
+    """The float path stores no class; without one a class-conditional model codes poorly."""
+    if model.settings.num_classes:
+        raise ConfigError(f"the model is class-conditional ({model.settings.num_classes} classes), but the float path "
+                          "(format versions 2 and 3) stores no class; code with the exact path (the default), whose "
+                          "files store each image's class, as for fashion-pixelcnn-classes")
+
+
+def _check_labels(model, labels, count: int) -> torch.Tensor | None:
+    """The images' classes as int64 [count] for a class-conditional model (one label is repeated), else None."""
+    classes = model.settings.num_classes
+    if not classes:
+        if labels is not None:
+            raise ConfigError("the model is not class-conditional; give no class labels (drop --class)")
+        return None
+    if labels is None:
+        raise ConfigError(f"the model is class-conditional ({classes} classes): give each image's class, with "
+                          "--class N for all of them, or compress a data set's split, whose labels are used")
+    labels = torch.as_tensor(labels).reshape(-1)
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or len(labels) not in (1, count):
+        raise ConfigError(f"give one class label, or one per image ({count}), as whole numbers")
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ConfigError(f"class labels must lie in [0, {classes}), i.e. 0..{classes - 1}, not "
+                          f"{labels.tolist()[:8]}")
+    return labels.long().cpu().expand(count).clone()
 
 
 def _check_images(model, images: torch.Tensor) -> torch.Tensor:
@@ -133,8 +168,9 @@ def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=DIGEST).digest()
 
 
-def _images_digest(images: torch.Tensor) -> bytes:
-    return _digest(images.to(torch.int64).numpy().astype("<i8").tobytes())
+def _images_digest(images: torch.Tensor, labels: torch.Tensor | None = None) -> bytes:
+    data = images.to(torch.int64).numpy().astype("<i8").tobytes()
+    return _digest(data if labels is None else data + labels.to(torch.int64).numpy().astype("<i8").tobytes())
 
 
 def _min_payload_words(values: int, levels: int) -> int:
@@ -230,24 +266,88 @@ def _read_names(body: bytes, offset: int, count: int) -> tuple[tuple[str, ...], 
     return tuple(names), offset
 
 
-def encode(model, images: torch.Tensor, names=None, progress: bool = False) -> bytes:
+def encode(model, images: torch.Tensor, names=None, progress: bool = False, labels=None, integer=None,
+           device: str | torch.device | None = None, path: str = "auto") -> bytes:
     """Compress images losslessly with ``model``, and optionally their names.
 
     Args:
-        model: a trained model on the CPU.
+        model: a trained model.
         images: integer [N, C, H, W] (or one [C, H, W]) with values in [0, K).
         names: one name per image (e.g. the stems of their files), stored so that decoding gives them back; each
-            must pass :func:`name_problem`, and no two may be equal ignoring case. None stores none (version 2).
+            must pass :func:`name_problem`, and no two may be equal ignoring case. None stores none.
         progress: show a progress bar.
+        labels: the images' classes [N] (or one for all), for a class-conditional model; stored in the file.
+        integer: the model's integer form (:func:`pixelrnn.exact.for_checkpoint`); default: computed from the
+            weights (:func:`pixelrnn.exact.quantize`), which gives the same integers.
+        device: where the exact path runs ("cpu", "cuda", ...; default: the CPU); the file is the same.
+        path: "auto" (the exact path, format version 4, for every family that has an integer form, which every
+            registered family has; else the float path, versions 2 and 3), "exact" or "float".
 
     Returns:
         The file's bytes.
 
     Raises:
-        ConfigError: the model is class-conditional (a file stores no class to condition on), or a name is unsafe
-            or repeated.
+        ConfigError: a class-conditional model on the float path, missing or invalid labels, an unknown path, or a
+            name that is unsafe or repeated.
         ImageError: the images do not fit the model.
     """
+    if _uses_float_path(model, path):
+        if labels is not None:
+            _check_model(model)
+        return _encode_float(model, images, names, progress)
+    return _encode_exact(model, images, names, progress, labels, integer, device)
+
+
+def _uses_float_path(model, path: str) -> bool:
+    if path not in PATHS:
+        raise ConfigError(f"unknown coding path {path!r}; choose one of {', '.join(PATHS)}")
+    if path == "exact" and not exact.supports(model):
+        raise ConfigError(f"the {model.config['model']} family has no exact integer form yet; use path='float'")
+    return path == "float" or not exact.supports(model)
+
+
+def check_inputs(model, images: torch.Tensor, names=None, labels=None, path: str = "auto") -> None:
+    """Raise what :func:`encode` would raise for these inputs, before any long work (the same checks it makes)."""
+    if _uses_float_path(model, path):
+        _check_model(model)
+    else:
+        _check_labels(model, labels, len(images))
+    _check_images(model, images.cpu())
+    if names is not None:
+        _names_field(names, len(images))
+
+
+def _integer_for(model, integer, device) -> exact.IntegerModel:
+    integer = exact.quantize(model) if integer is None else integer
+    return integer.to(torch.device("cpu") if device is None else torch.device(device))
+
+
+def _integer_digest(integer: exact.IntegerModel) -> bytes:
+    return bytes.fromhex(exact.fingerprint(integer))[:DIGEST]
+
+
+def _encode_exact(model, images, names, progress, labels, integer, device) -> bytes:
+    images = _check_images(model, images.cpu())
+    labels = _check_labels(model, labels, len(images))
+    named = b"" if names is None else _names_field(names, len(images))  # refused before the long work
+    integer = _integer_for(model, integer, device)
+    batch = min(EXACT_BATCH, len(images))
+    streams = encode_streams(integer, images, labels, batch, progress)
+    words = sum(len(stream) for stream in streams)
+    # The decoder never reads past its streams, so zeros appended to a tiny payload are harmless.
+    pad = max(0, _min_payload_words(images.numel(), model.levels) - words)
+    payload = b"".join(stream.astype("<u4").tobytes() for stream in streams) + bytes(4 * pad)
+    flags = (NAMES_FLAG if names is not None else 0) | (LABELS_FLAG if labels is not None else 0)
+    fields = (len(images), *model.image_shape, model.levels, batch, words + pad)
+    classes = [] if labels is None else [_varint(model.settings.num_classes)]
+    body = b"".join([MAGIC, _varint(EXACT_VERSION), _varint(flags), *map(_varint, fields), *classes,
+                     bytes.fromhex(fingerprint(model))[:DIGEST], _integer_digest(integer),
+                     _images_digest(images, labels), named, *(_varint(len(s)) for s in streams), payload])
+    return body + _digest(body)
+
+
+def _encode_float(model, images: torch.Tensor, names, progress: bool) -> bytes:
+    """Versions 2 and 3: the float step-wise path, on the CPU, one thread."""
     _check_model(model)
     images = _check_images(model, images.cpu())
     named = b"" if names is None else _names_field(names, len(images))  # refused before the long work
@@ -283,22 +383,27 @@ def _check_version(data: bytes) -> int:
         version, _ = _read_varint(data, len(MAGIC), "version")
     except CodecError:
         raise CodecError("the file's format version is unreadable; it is damaged") from None
-    if version not in (VERSION, NAMED_VERSION):
+    if version not in (VERSION, NAMED_VERSION, EXACT_VERSION):
         raise CodecError(f"the file has format version {version}; this pixelrnn reads version {VERSION} (without "
-                         f"names) and {NAMED_VERSION} (with names) only (decode it with the pixelrnn release that "
-                         "wrote it, or compress the images again)")
+                         f"names), {NAMED_VERSION} (with names) and {EXACT_VERSION} (the exact path) only (decode it "
+                         "with the pixelrnn release that wrote it, or compress the images again)")
     return version
+
+
+def _check_ranges(count: int, shape: tuple[int, int, int], levels: int, batch: int) -> None:
+    c, h, w = shape
+    for field, value, low in [("count", count, 1), ("channels", c, 1), ("height", h, 1), ("width", w, 1),
+                              ("levels", levels, 2), ("batch", batch, 1)]:
+        if value < low:
+            raise CodecError(f"the file's header is invalid: {field} is {value}, below {low}")
+    if batch > count:
+        raise CodecError(f"the file's header is invalid: batch {batch} is larger than count {count}")
 
 
 def _check_fields(header: Header, body_length: int) -> None:
     """Ranges and consistency, each refusal naming its field; after this, allocations follow the file's length."""
     c, h, w = header.shape
-    for field, value, low in [("count", header.count, 1), ("channels", c, 1), ("height", h, 1), ("width", w, 1),
-                              ("levels", header.levels, 2), ("batch", header.batch, 1)]:
-        if value < low:
-            raise CodecError(f"the file's header is invalid: {field} is {value}, below {low}")
-    if header.batch > header.count:
-        raise CodecError(f"the file's header is invalid: batch {header.batch} is larger than count {header.count}")
+    _check_ranges(header.count, header.shape, header.levels, header.batch)
     if header.payload_offset + header.payload_bytes != body_length:
         raise CodecError(f"the file's header is invalid: payload words {header.payload_words} "
                          f"({header.payload_bytes} bytes) but the file holds "
@@ -307,6 +412,18 @@ def _check_fields(header: Header, body_length: int) -> None:
     if header.payload_words < _min_payload_words(values, header.levels):
         raise CodecError(f"the file's header is invalid: count {header.count} of {c}x{h}x{w} images with "
                          f"{header.levels} levels cannot fit in {header.payload_bytes} payload bytes")
+
+
+def _check_streams(header: Header) -> None:
+    """Version 4: the streams fill the payload, but for the zero words that pad a tiny payload to the minimum."""
+    used = sum(header.streams)
+    values = header.count * math.prod(header.shape)
+    if used > header.payload_words:
+        raise CodecError(f"the file's header is invalid: its streams hold {used} words, more than the "
+                         f"{header.payload_words} payload words")
+    if used < header.payload_words != _min_payload_words(values, header.levels):
+        raise CodecError(f"the file's header is invalid: {header.payload_words - used} payload words belong to no "
+                         "stream")
 
 
 def read_header(data: bytes) -> Header:
@@ -325,19 +442,45 @@ def read_header(data: bytes) -> Header:
     if _digest(body) != checksum:
         raise CodecError("the file is damaged (truncated or altered): its checksum does not match its contents")
     offset = len(MAGIC) + 1
+    flags = 0
+    if version == EXACT_VERSION:
+        flags, offset = _read_varint(body, offset, "flags")
+        if flags & ~(NAMES_FLAG | LABELS_FLAG):
+            raise CodecError(f"the file's header is invalid: unknown flags {flags}")
     values = []
     for field in FIELDS:
         value, offset = _read_varint(body, offset, field)
         values.append(value)
-    if offset + 2 * DIGEST > len(body):
-        raise CodecError("the file's header is invalid: it ends inside the model fingerprint or image checksum")
     count, c, h, w, levels, batch, words = values
-    digests, offset = body[offset:offset + 2 * DIGEST], offset + 2 * DIGEST
+    classes = None
+    if flags & LABELS_FLAG:
+        classes, offset = _read_varint(body, offset, "classes")
+        if not 1 <= classes <= MAX_CLASSES:
+            raise CodecError(f"the file's header is invalid: classes is {classes}, outside [1, {MAX_CLASSES}]")
+    digests = 3 if version == EXACT_VERSION else 2
+    if offset + digests * DIGEST > len(body):
+        raise CodecError("the file's header is invalid: it ends inside the model fingerprint or image checksum")
+    model, offset = body[offset:offset + DIGEST], offset + DIGEST
+    integer = None
+    if version == EXACT_VERSION:
+        integer, offset = body[offset:offset + DIGEST], offset + DIGEST
+    images, offset = body[offset:offset + DIGEST], offset + DIGEST
     names = None
-    if version == NAMED_VERSION:
+    if version == NAMED_VERSION or flags & NAMES_FLAG:
         names, offset = _read_names(body, offset, count)
-    header = Header(count, (c, h, w), levels, batch, words, digests[:DIGEST], digests[DIGEST:], offset, names)
+    streams = None
+    if version == EXACT_VERSION:
+        _check_ranges(count, (c, h, w), levels, batch)  # before the groups are counted
+        lengths = []
+        for k in range(-(-count // batch)):  # each length takes a byte at least: bounded by the file's length
+            length, offset = _read_varint(body, offset, f"length of stream {k}")
+            lengths.append(length)
+        streams = tuple(lengths)
+    header = Header(count, (c, h, w), levels, batch, words, model, images, offset, names, version, integer, classes,
+                    streams)
     _check_fields(header, len(body))
+    if streams is not None:
+        _check_streams(header)
     return header
 
 
@@ -347,36 +490,96 @@ _EDITED_OR_ELSEWHERE = ("either the file was edited after it was written, or thi
                         "where it was compressed, with the same pixelrnn and torch")
 
 
-def decode(model, data: bytes, progress: bool = False) -> torch.Tensor:
-    """Decompress a file written by :func:`encode`: its int64 images [N, C, H, W], as :func:`decode_named` gives."""
-    return decode_named(model, data, progress)[0]
+class Decoded(NamedTuple):
+    """What a compressed file gives back."""
+
+    images: torch.Tensor  # int64 [N, C, H, W]
+    names: tuple[str, ...] | None  # one per image, or None for a file stored without names
+    labels: torch.Tensor | None  # int64 [N], the classes stored by a class-conditional model's file; else None
 
 
-def decode_named(model, data: bytes, progress: bool = False) -> tuple[torch.Tensor, tuple[str, ...] | None]:
-    """Decompress a file written by :func:`encode` with the same model, and the names stored with its images.
+def decode(model, data: bytes, progress: bool = False, integer=None,
+           device: str | torch.device | None = None) -> torch.Tensor:
+    """Decompress a file written by :func:`encode`: its int64 images [N, C, H, W], as :func:`decode_file` gives."""
+    return decode_file(model, data, progress, integer, device).images
+
+
+def decode_named(model, data: bytes, progress: bool = False, integer=None,
+                 device: str | torch.device | None = None) -> tuple[torch.Tensor, tuple[str, ...] | None]:
+    """Decompress a file written by :func:`encode`: ``(images, names)``, as :func:`decode_file` gives."""
+    decoded = decode_file(model, data, progress, integer, device)
+    return decoded.images, decoded.names
+
+
+def decode_file(model, data: bytes, progress: bool = False, integer=None,
+                device: str | torch.device | None = None) -> Decoded:
+    """Decompress a file written by :func:`encode` with the same model: its images, names and classes.
 
     Args:
-        model: the model that encoded the file, on the CPU.
+        model: the model that encoded the file.
         data: the file's bytes.
         progress: show a progress bar.
+        integer: for a version-4 file, the integer model it was written with (default: computed from the weights,
+            which gives the same integers as :func:`pixelrnn.exact.quantize` gave the encoder).
+        device: where a version-4 file is decoded (default: the CPU); versions 2 and 3 decode on the CPU, one
+            thread, as they were encoded.
 
     Returns:
-        ``(images, names)``: int64 images [N, C, H, W], exactly those that were encoded, and their N names (each a
-        safe base name, see :func:`name_problem`), or None for a file stored without names.
+        :class:`Decoded`: int64 images [N, C, H, W], exactly those that were encoded; their N names (each a safe
+        base name, see :func:`name_problem`) or None; their classes (class-conditional models) or None.
 
     Raises:
-        ConfigError: the model is class-conditional (no file is coded with one).
-        CodecError: the file is damaged, invalid, of another version or model, holds an unsafe name, or decodes
-            to other images.
+        ConfigError: a version 2 or 3 file with a class-conditional model (no such file is coded with one).
+        CodecError: the file is damaged, invalid, of another version, model or integer model, holds an unsafe
+            name, or decodes to other images.
     """
-    _check_model(model)
     header = read_header(data)
+    check_header(model, header)
+    if header.version == EXACT_VERSION:
+        return _decode_exact(model, data, header, progress, integer, device)
+    return Decoded(_decode_float(model, data, header, progress), header.names, None)
+
+
+def check_header(model, header: Header) -> None:
+    """Refuse a file that ``model`` cannot decode (another model, shape, or path), before any long work.
+
+    Raises:
+        ConfigError: a version 2 or 3 file with a class-conditional model.
+        CodecError: the file was written by another model, or by a path this model's family lacks.
+    """
+    if header.version != EXACT_VERSION:
+        _check_model(model)
     if header.model != bytes.fromhex(fingerprint(model))[:DIGEST]:
         raise CodecError("the file was compressed with another model (its fingerprint differs); decode it with "
                          "the checkpoint that compressed it")
     if header.shape != model.image_shape or header.levels != model.levels:
         raise CodecError(f"the file holds {header.shape} images with {header.levels} levels, but this model codes "
                          f"{model.image_shape} images with {model.levels} levels")
+    if header.version == EXACT_VERSION and not exact.supports(model):
+        raise CodecError(f"the file was written by the exact path, which the {model.config['model']} family has "
+                         "not; decode it with the pixelrnn release that wrote it")
+    if header.version == EXACT_VERSION and header.classes != model.settings.num_classes:
+        raise CodecError(f"the file stores {header.classes or 'no'} class labels, but the model has "
+                         f"{model.settings.num_classes or 'no'} classes; decode it with the model that compressed it")
+
+
+def _decode_exact(model, data: bytes, header: Header, progress: bool, integer, device) -> Decoded:
+    integer = _integer_for(model, integer, device)
+    if _integer_digest(integer) != header.integer:
+        raise CodecError("the file was compressed with another integer model of this checkpoint (its fingerprint "
+                         "differs): another pixelrnn release quantised it differently; decode it with the "
+                         f"{exact.FILE} that was stored beside the checkpoint when it was compressed")
+    words = np.frombuffer(data, dtype="<u4", count=header.payload_words, offset=header.payload_offset)
+    ends = np.cumsum([0, *header.streams])
+    streams = [words[a:b].astype(np.uint32) for a, b in zip(ends[:-1], ends[1:])]
+    images, labels = decode_streams(integer, streams, header.count, header.batch, progress)
+    if _images_digest(images, labels) != header.images:
+        raise CodecError("the decoded images do not match the checksum stored in the file: the file was edited "
+                         "after it was written")
+    return Decoded(images, header.names, labels)
+
+
+def _decode_float(model, data: bytes, header: Header, progress: bool) -> torch.Tensor:
     words = np.frombuffer(data, dtype="<u4", count=header.payload_words, offset=header.payload_offset)
     decoder = constriction.stream.queue.RangeDecoder(words.astype(np.uint32))
     family = constriction.stream.model.Categorical(perfect=False)
@@ -395,4 +598,4 @@ def decode_named(model, data: bytes, progress: bool = False) -> tuple[torch.Tens
             _code(model, images[first:first + header.batch], step, progress, "decompressing")
     if _images_digest(images) != header.images:
         raise CodecError(f"the decoded images do not match the checksum stored in the file: {_EDITED_OR_ELSEWHERE}")
-    return images, header.names
+    return images

@@ -18,7 +18,7 @@ from .. import __version__, distributed
 from ..allocator import tune
 from ..errors import PixelRNNError
 from .app import add_app
-from .codec import add_compress, add_decompress
+from .codec import add_compress, add_decompress, add_quantize
 from .common import HelpFormatter, Parser, Shared
 from .evaluate import add_evaluate
 from .explain import add_explain
@@ -29,8 +29,8 @@ from .train import add_presets, add_train
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # The subcommands, in the order `pixelrnn --help` lists them.
-COMMANDS = (add_train, add_evaluate, add_sample, add_complete, add_explain, add_compress, add_decompress, add_bench,
-            add_presets, add_models, add_plot, add_app)
+COMMANDS = (add_train, add_evaluate, add_sample, add_complete, add_explain, add_compress, add_decompress, add_quantize,
+            add_bench, add_presets, add_models, add_plot, add_app)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,25 +2,30 @@
 
 The coding is :mod:`pixelrnn.codec`'s: an arithmetic coder driven by the model's conditional distributions, so an
 image takes about its negative log-likelihood in bits, as "Pixel Recurrent Neural Networks" (van den Oord et al.,
-ICML 2016) notes of exact likelihood models.
+ICML 2016) notes of exact likelihood models. ``pixelrnn quantize`` makes a checkpoint's integer model
+(:mod:`pixelrnn.exact`) and stores it beside the weights; ``compress`` does so when it is missing.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
-from .. import codec, devices, pretrained
-from ..checkpoint import read_training_config
+import torch
+
+from .. import codec, devices, exact, pretrained
+from ..checkpoint import read_training_config, resolve as checkpoint_folder
 from ..distributions import nats_to_bits_per_dim
-from ..errors import ConfigError, PixelRNNError, write_atomic, writing
+from ..errors import ConfigError, OutputError, PixelRNNError, write_atomic, writing
 from ..evaluate import evaluate
 from ..fitting import load_with_data
 from ..images import read_images, save_image
-from .common import Shared, count, output_flags, writable
+from .common import Shared, count, natural, output_flags, writable
 
 # The largest file decompress reads into memory: far beyond a real one (hundreds of thousands of 64x64 RGB images).
 MAX_FILE_BYTES = 2**32
+CLASSES_FILE = "classes.csv"  # what decompress writes beside the images of a class-conditional model's file
 
 
 def add_compress(sub, shared: Shared) -> None:
@@ -33,6 +38,9 @@ def add_compress(sub, shared: Shared) -> None:
                                   "was trained on)")
     p.add_argument("--no-names", action="store_true",
                    help="leave the files' names out (decompress then writes image-00000.png, ...)")
+    p.add_argument("--class", dest="label", type=natural, metavar="N",
+                   help="the class of every image, for a class-conditional model (a data set's split brings its "
+                        "own labels); stored in the file")
     p.set_defaults(func=cmd_compress)
 
 
@@ -58,33 +66,61 @@ def _stems(paths: list[str]) -> list[str]:
 
 
 def _load_images(args):
-    """The model, the images to compress (files, or a data-set split), and their names (None for a split)."""
+    """The model, the images to compress (files, or a data-set split), their names (None for a split) and their
+    classes (None for an unconditional model)."""
     if args.images:
         if args.data:
             raise ConfigError("give image files or --data NAME, not both")
         model = pretrained.load(args.run, verify=not args.no_verify)
         images = read_images(args.images, model.image_shape, model.levels)
-        return model, images, None if args.no_names else _stems(args.images)
+        return model, images, None if args.no_names else _stems(args.images), args.label
     if not args.data and read_training_config(pretrained.resolve(args.run)).get("data") is None:
         shape = pretrained.load(args.run, verify=not args.no_verify).image_shape
         raise ConfigError(f"this checkpoint does not say what data it was trained on; give image files to "
                           f"compress, or --data NAME with images of the model's size {shape} (C, H, W)")
     model, data = load_with_data(args.run, args.data, args.split, args.data_dir, verify=not args.no_verify)
-    return model, data.images[:args.limit].long(), None
+    labels = args.label
+    if labels is None and model.settings.num_classes and data.labels is not None:
+        labels = data.labels[:args.limit]
+    return model, data.images[:args.limit].long(), None, labels
+
+
+def integer_model(args, model, write: bool):
+    """The integer model and device of the exact path for ``model`` (stored beside its checkpoint; made and, with
+    ``write``, stored there when missing, but never into the package's shipped models); (None, the CPU) for a
+    family that codes with the float path, which runs on the CPU alone."""
+    if not exact.supports(model):
+        return None, devices.cpu_only(args.device, args.command)
+    device = devices.resolve_device(args.device)
+    shipped = isinstance(pretrained.locate(args.run), pretrained.Pretrained)
+    folder = checkpoint_folder(pretrained.resolve(args.run))
+    integer = exact.stored_integer(model, folder)
+    if integer is None:
+        integer = exact.quantize(model)
+        if write and not shipped:
+            try:
+                exact.save_integer(exact.exact_path(folder), integer)
+            except OutputError as e:  # a read-only run folder: the same integers are made again next time
+                sys.stderr.write(f"pixelrnn {args.command}: note: the integer model is not stored ({e})\n")
+    return integer, device
 
 
 def cmd_compress(args) -> int:
-    devices.cpu_only(args.device, "compress")
+    devices.resolve_device(args.device)  # a bad --device is refused before anything is read
     out = writable(args.output, args.force)
-    model, images, names = _load_images(args)
-    # Refuses a class-conditional model, and unsafe names, before the long work.
-    data = codec.encode(model, images, names=names, progress=not args.quiet)
+    model, images, names, labels = _load_images(args)
+    codec.check_inputs(model, images, names, labels)  # e.g. a class-conditional model without labels: nothing written
+    integer, device = integer_model(args, model, write=True)
+    data = codec.encode(model, images, names=names, progress=not args.quiet, labels=labels, integer=integer,
+                        device=device)
     write_atomic(out, data)  # never a half-written file under the final name, nor a stray .tmp
     dims = images[0].numel()
-    nll = evaluate(model, images, batch_size=64)["nats_per_image"]
+    y = None if labels is None else torch.as_tensor(labels).reshape(-1).expand(len(images))
+    nll = evaluate(model, images, y, batch_size=64)["nats_per_image"]
+    given = " given the classes, which the file holds too" if labels is not None else ""
     print(f"compressed {len(images)} images to {len(data)} bytes: "
-          f"{8 * len(data) / (len(images) * dims):.4f} bits/dim (model NLL {nats_to_bits_per_dim(nll, dims):.4f}, "
-          f"raw {math.log2(model.levels):.4f}) -> {out}")
+          f"{8 * len(data) / (len(images) * dims):.4f} bits/dim (model NLL {nats_to_bits_per_dim(nll, dims):.4f}"
+          f"{given}, raw {math.log2(model.levels):.4f}) -> {out}")
     return 0
 
 
@@ -103,6 +139,7 @@ def _outputs(out: Path, header: codec.Header, force: bool) -> list[Path]:
     paths = [out / f"{name}.png" for name in names]
     # Without names, any image-*.png (also from a longer file decoded earlier) would mix with the new ones.
     taken = any(out.glob("image-*.png")) if header.names is None else any(p.exists() for p in paths)
+    taken = taken or (header.classes is not None and (out / CLASSES_FILE).exists())
     if taken and not force:
         raise ConfigError(f"{out} already holds decompressed images; pass --force to overwrite them, or -o another "
                           "folder")
@@ -110,7 +147,7 @@ def _outputs(out: Path, header: codec.Header, force: bool) -> list[Path]:
 
 
 def cmd_decompress(args) -> int:
-    devices.cpu_only(args.device, "decompress")
+    devices.resolve_device(args.device)  # a bad --device is refused before anything is read
     out = Path(args.output)
     model = pretrained.load(args.run, verify=not args.no_verify)
     try:
@@ -123,11 +160,47 @@ def cmd_decompress(args) -> int:
         data = source.read_bytes()
     except OSError as e:
         raise PixelRNNError(f"cannot read {args.file}: {e.strerror}") from None
-    paths = _outputs(out, codec.read_header(data), args.force)  # the header's names are checked safe here
-    images = codec.decode(model, data, progress=not args.quiet)
+    header = codec.read_header(data)
+    codec.check_header(model, header)  # another model: refused before its integer form is made
+    paths = _outputs(out, header, args.force)  # the header's names are checked safe here
+    if header.version == codec.EXACT_VERSION:
+        integer, device = integer_model(args, model, write=False)  # decoding never writes into the run
+    else:
+        integer, device = None, devices.cpu_only(args.device, args.command)  # the float path: as it was encoded
+    decoded = codec.decode_file(model, data, progress=not args.quiet, integer=integer, device=device)
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
-    for image, path in zip(images, paths):
+    for image, path in zip(decoded.images, paths):
         save_image(image, model.levels, path)
-    print(f"decompressed {len(images)} images into {out}")
+    classes = ""
+    if decoded.labels is not None:
+        rows = [f"{path.stem},{int(label)}" for path, label in zip(paths, decoded.labels)]
+        write_atomic(out / CLASSES_FILE, ("name,class\n" + "\n".join(rows) + "\n").encode())
+        classes = f" and their classes into {out / CLASSES_FILE}"
+    print(f"decompressed {len(decoded.images)} images into {out}{classes}")
+    return 0
+
+
+def add_quantize(sub, shared: Shared) -> None:
+    p = sub.add_parser("quantize", help="make a checkpoint's exact integer model (compress makes it when needed)",
+                       parents=[shared.run])
+    p.add_argument("--force", action="store_true", help="compute it again even where one is stored")
+    p.set_defaults(func=cmd_quantize)
+
+
+def cmd_quantize(args) -> int:
+    model = pretrained.load(args.run, verify=not args.no_verify)
+    if not exact.supports(model):
+        raise ConfigError(f"the {model.config['model']} family has no exact integer form yet; its files are coded "
+                          "with the float path (format versions 2 and 3), which needs none")
+    folder = checkpoint_folder(pretrained.resolve(args.run))
+    path = exact.exact_path(folder)
+    if args.force and path.is_file():
+        integer = exact.quantize(model)
+        exact.save_integer(path, integer)
+    else:
+        integer = exact.for_checkpoint(model, folder)
+    s = integer.settings
+    print(f"integer model {exact.fingerprint(integer)[:16]} ({s.weight_bits}-bit weights, {s.act_bits}-bit "
+          f"activations, calibrated on {integer.info['calibration']}) -> {path}")
     return 0

@@ -1,0 +1,120 @@
+"""The Diagonal BiLSTM of "Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016, section 3.2) in exact
+integers.
+
+Each layer, as :mod:`pixelrnn.models.diagonal_bilstm`: a 1 x 1 mask-B input-to-state map gives both directions'
+gates; the left-to-right state of pixel (r, c) follows from the states above it, (r - 1, c), and left of it,
+(r, c - 1), with the cell state of the one on the left; cells outside the image hold the learned initial state. The
+right-to-left direction is the same recurrence on the image mirrored left to right, mirrored back, and shifted down
+one row (its first row is its initial state), so that a pixel never sees the pixels to its right in its own row.
+
+The full pass walks the anti-diagonals (every cell of one depends only on the one before: the skew of the paper,
+done by indexing), the whole batch at once; the step-wise pass computes the left-to-right state at each new pixel and
+the right-to-left states of a row when the row is complete. Each cell is the same integer function of the same
+neighbours in both, so the order of the walk changes nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .arith import Fixed
+from .network import Network
+from .passes import PixelCaches
+from .recurrent import H0_BOUND, H_EXP, IntegerRecurrent, lstm_cell
+
+
+def diagonal_scan(net: Network, name: str, direction: int, gates_in: Fixed, h0: torch.Tensor,
+                  c0: torch.Tensor) -> torch.Tensor:
+    """The left-to-right recurrence over a whole map: gates_in (B, H, W, 4h) -> states (B, H, W, h) at H_EXP.
+
+    States live in a grid with a border row on top and a border column on the left that hold the initial state
+    (``h0``, ``c0``), flattened, as the float scan keeps them: cell (r, c) at (r + 1)(W + 1) + c + 1. Diagonal t holds
+    the cells (r, t - r); they lie W apart, and so do their neighbours above and on the left, so each is a strided
+    view (and the diagonal's inputs, W - 1 apart in the flat map): no index is gathered.
+    """
+    sigmoid, tanh = net.table("sigmoid"), net.table("tanh")
+    batch, height, width, four_h = gates_in.values.shape
+    hid = h0.shape[-1]
+    flat_in = gates_in.values.reshape(batch, height * width, four_h)
+    h = h0.expand(batch, (height + 1) * (width + 1), hid).clone()
+    c = c0.expand(batch, (height + 1) * (width + 1), hid).clone()
+    for t in range(height + width - 1):
+        lo, hi = max(0, t - width + 1), min(height - 1, t)
+        cells = slice(lo * width + width + t + 2, hi * width + width + t + 3, width)
+        above = slice(cells.start - width - 1, cells.stop - width - 1, width)
+        left = slice(cells.start - 1, cells.stop - 1, width)
+        inputs = flat_in[:, lo * (width - 1) + t:hi * (width - 1) + t + 1:max(1, width - 1)]  # (B, n, 4h)
+        taps = torch.cat([h[:, above], h[:, left]], dim=-1)  # [above, left] (B, n, 2h)
+        pre = net.gates(f"{name}.gates.{direction}", Fixed(taps, H_EXP), Fixed(inputs, gates_in.exp),
+                        f"{name}.state_to_state", 2, direction)
+        h[:, cells], c[:, cells] = lstm_cell(pre.values, c[:, left], sigmoid, tanh)  # the cell on the left's state
+    return h.view(batch, height + 1, width + 1, hid)[:, 1:, 1:]
+
+
+class IntegerDiagonalBiLSTM(IntegerRecurrent):
+    """:class:`pixelrnn.models.diagonal_bilstm.DiagonalBiLSTM` in integers."""
+
+    family = "diagonal_bilstm"
+
+    def layer_map(self, net: Network, k: int, stream: Fixed, bias: Fixed | None) -> Fixed:
+        name = f"lstm_layers.{k}"
+        gates_in = self.input_to_state(net, k, stream, bias)  # (B, H, W, 8h): [left-to-right | right-to-left]
+        initial = net.initial(f"{name}.initial", name)
+        four_h = gates_in.values.shape[-1] // 2
+        ltr = diagonal_scan(net, name, 0, Fixed(gates_in.values[..., :four_h], gates_in.exp), initial.hidden[0],
+                            initial.cell[0])
+        mirrored = Fixed(gates_in.values[..., four_h:].flip(2), gates_in.exp)
+        rtl = diagonal_scan(net, name, 1, mirrored, initial.hidden[1], initial.cell[1]).flip(2)
+        top = initial.hidden[1].expand(rtl.shape[0], 1, rtl.shape[2], rtl.shape[3])  # the row above the image
+        shifted = torch.cat([top, rtl[:, :-1]], dim=1)  # row i reads the right-to-left states of row i - 1
+        return net.add(f"{name}.sum", Fixed(ltr, H_EXP), Fixed(shifted, H_EXP), in_bound=H0_BOUND)
+
+    def layer_steps(self, k: int, batch: int, caches: PixelCaches) -> DiagonalLayerSteps:
+        return DiagonalLayerSteps(self, k, batch)
+
+
+class DiagonalLayerSteps:
+    """One Diagonal BiLSTM layer at one pixel. Left-to-right: a border row on top and a column on the left.
+    Right-to-left: a row on top and a column on the right, run along a row once it is complete (``end_row``)."""
+
+    def __init__(self, model: IntegerDiagonalBiLSTM, k: int, batch: int):
+        self.model, self.k, self.name = model, k, f"lstm_layers.{k}"
+        net = model.net
+        initial = net.initial(f"{self.name}.initial", self.name)
+        self.sigmoid, self.tanh = net.table("sigmoid"), net.table("tanh")
+        _, height, width = model.image_shape
+        hid = initial.hidden.shape[-1]
+        self.ltr_h = initial.hidden[0].expand(batch, height + 1, width + 1, hid).clone()
+        self.ltr_c = initial.cell[0].expand(batch, height, width + 1, hid).clone()
+        self.rtl_h = initial.hidden[1].expand(batch, height + 1, width + 1, hid).clone()
+        self.rtl_c = initial.cell[1].expand(batch, height, width + 1, hid).clone()
+        self.row = None  # the right-to-left gates of the current row, (B, W, 4h), and their exponent
+        self.width = width
+
+    def at(self, stream: Fixed, i: int, j: int, bias: Fixed | None) -> Fixed:
+        net = self.model.net
+        gates_in = self.model.input_to_state(net, self.k, stream, bias)  # (B, 8h): a 1 x 1 map of this pixel
+        four_h = gates_in.values.shape[-1] // 2
+        if self.row is None:
+            self.row = (gates_in.values.new_zeros(gates_in.values.shape[0], self.width, four_h), gates_in.exp)
+        self.row[0][:, j] = gates_in.values[:, four_h:]
+        taps = torch.cat([self.ltr_h[:, i, j + 1], self.ltr_h[:, i + 1, j]], dim=-1)  # [above, left]
+        pre = net.gates(f"{self.name}.gates.0", Fixed(taps, H_EXP), Fixed(gates_in.values[:, :four_h], gates_in.exp),
+                        f"{self.name}.state_to_state", 2, 0)
+        h, c = lstm_cell(pre.values, self.ltr_c[:, i, j], self.sigmoid, self.tanh)
+        self.ltr_h[:, i + 1, j + 1] = h
+        self.ltr_c[:, i, j + 1] = c
+        # The right-to-left states reach row i from row i - 1 (the down-shift); row -1 is the initial row on top.
+        return net.add(f"{self.name}.sum", Fixed(h, H_EXP), Fixed(self.rtl_h[:, i, j], H_EXP), in_bound=H0_BOUND)
+
+    def end_row(self, i: int) -> None:
+        """Row i is complete: run the right-to-left direction along it."""
+        net = self.model.net
+        row, exp = self.row
+        for j in reversed(range(self.width)):
+            taps = torch.cat([self.rtl_h[:, i, j], self.rtl_h[:, i + 1, j + 1]], dim=-1)  # [above, right]
+            pre = net.gates(f"{self.name}.gates.1", Fixed(taps, H_EXP), Fixed(row[:, j], exp),
+                            f"{self.name}.state_to_state", 2, 1)
+            h, c = lstm_cell(pre.values, self.rtl_c[:, i, j + 1], self.sigmoid, self.tanh)
+            self.rtl_h[:, i + 1, j] = h
+            self.rtl_c[:, i, j] = c

@@ -1,0 +1,79 @@
+"""The Row LSTM of "Pixel Recurrent Neural Networks" (van den Oord et al., ICML 2016, section 3.1) in exact integers.
+
+Each layer, as :mod:`pixelrnn.models.row_lstm`: the input-to-state map is a 1 x k mask-B convolution along the row;
+row by row, the gates add the state-to-state taps over the k states of the row above (zero beyond the row's ends, the
+learned initial state above the image), and the fixed-point cell of :mod:`.recurrent` gives the row's states. The
+full pass runs the H rows of a layer for the whole batch at once; the step-wise pass computes one pixel from its
+input cache and the row of states above it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .arith import Fixed
+from .network import Network
+from .passes import PixelCaches
+from .recurrent import H_EXP, IntegerRecurrent, lstm_cell
+
+
+class IntegerRowLSTM(IntegerRecurrent):
+    """:class:`pixelrnn.models.row_lstm.RowLSTM` in integers."""
+
+    family = "row_lstm"
+
+    def layer_map(self, net: Network, k: int, stream: Fixed, bias: Fixed | None) -> Fixed:
+        name, kernel = f"lstm_layers.{k}", self.config["kernel"]
+        gates_in = self.input_to_state(net, k, stream, bias)  # (B, H, W, 4h)
+        initial = net.initial(f"{name}.initial", name)
+        sigmoid, tanh = net.table("sigmoid"), net.table("tanh")
+        batch, height, width, _ = gates_in.values.shape
+        pad, hid = kernel // 2, initial.hidden.shape[-1]
+        h = initial.hidden[0].expand(batch, width, hid)  # the row above the image
+        c = initial.cell[0].expand(batch, width, hid)
+        rows = []
+        for r in range(height):
+            padded = F.pad(h, (0, 0, pad, pad))  # zero states beyond the row's ends, as the convolution pads
+            taps = torch.cat([padded[:, u:u + width] for u in range(kernel)], dim=-1)  # (B, W, k*h), tap-major
+            pre = net.gates(f"{name}.gates", Fixed(taps, H_EXP), Fixed(gates_in.values[:, r], gates_in.exp),
+                            f"{name}.state_to_state", kernel)
+            h, c = lstm_cell(pre.values, c, sigmoid, tanh)
+            rows.append(h)
+        return Fixed(torch.stack(rows, 1), H_EXP)  # (B, H, W, h)
+
+    def layer_steps(self, k: int, batch: int, caches: PixelCaches) -> RowLayerSteps:
+        return RowLayerSteps(self, k, batch, caches)
+
+
+class RowLayerSteps:
+    """One Row LSTM layer at one pixel: its states, row by row, with the initial row on top and k // 2 zero columns
+    each side, laid out (B, rows, columns * h) so that the k states above a pixel are one slice."""
+
+    def __init__(self, model: IntegerRowLSTM, k: int, batch: int, caches: PixelCaches):
+        self.model, self.k, self.caches = model, k, caches
+        self.name, self.kernel = f"lstm_layers.{k}", model.config["kernel"]
+        net = model.net
+        initial = net.initial(f"{self.name}.initial", self.name)
+        self.sigmoid, self.tanh = net.table("sigmoid"), net.table("tanh")
+        _, height, width = model.image_shape
+        hid, pad = initial.hidden.shape[-1], self.kernel // 2
+        self.hid = hid
+        self.states = initial.hidden.new_zeros(batch, height + 1, (width + 2 * pad) * hid)
+        self.states[:, 0, pad * hid:(pad + width) * hid] = initial.hidden[0].repeat(width)
+        self.cells = initial.cell.new_zeros(batch, height + 1, width, hid)
+        self.cells[:, 0] = initial.cell[0]
+
+    def at(self, stream: Fixed, i: int, j: int, bias: Fixed | None) -> Fixed:
+        net, hid, kernel = self.model.net, self.hid, self.kernel
+        gates_in = self.model.input_to_state(net, self.k, stream, bias, conv=self.caches.conv)  # (B, 4h)
+        above = self.states[:, i, j * hid:(j + kernel) * hid]  # row i - 1, columns j - k//2 .. j + k//2
+        pre = net.gates(f"{self.name}.gates", Fixed(above, H_EXP), gates_in, f"{self.name}.state_to_state", kernel)
+        h, c = lstm_cell(pre.values, self.cells[:, i, j], self.sigmoid, self.tanh)
+        column = j + kernel // 2
+        self.states[:, i + 1, column * hid:(column + 1) * hid] = h
+        self.cells[:, i + 1, j] = c
+        return Fixed(h, H_EXP)
+
+    def end_row(self, i: int) -> None:
+        pass
