@@ -99,9 +99,11 @@ def parts(data: bytes) -> dict:
     h = codec.read_header(data)
     fields = dict(zip(codec.FIELDS, (h.count, *h.shape, h.levels, h.batch, h.payload_words)))
     names = b"".join(codec._varint(len(n.encode())) + n.encode() for n in h.names or ())
-    return dict(flags=(codec.NAMES_FLAG if h.names else 0) | (codec.LABELS_FLAG if h.classes else 0), fields=fields,
-                classes=h.classes, digests=h.model + h.integer + h.images, names=names, streams=list(h.streams),
-                payload=data[h.payload_offset:-codec.DIGEST])
+    alpha = codec._alpha_field(h.alpha, h.count) if h.alpha else b""
+    return dict(flags=(codec.NAMES_FLAG if h.names else 0) | (codec.LABELS_FLAG if h.classes else 0)
+                | (codec.ALPHA_FLAG if h.alpha else 0), fields=fields,
+                classes=h.classes, digests=h.model + h.integer + h.images, names=names, alpha=alpha,
+                streams=list(h.streams), payload=data[h.payload_offset:-codec.DIGEST])
 
 
 def build(p: dict, version: int = codec.EXACT_VERSION) -> bytes:
@@ -110,7 +112,7 @@ def build(p: dict, version: int = codec.EXACT_VERSION) -> bytes:
     if p["classes"] is not None:
         head += codec._varint(p["classes"])
     lengths = b"".join(codec._varint(n) for n in p["streams"])
-    return seal(head + p["digests"] + p["names"] + lengths + p["payload"])
+    return seal(head + p["digests"] + p["names"] + p["alpha"] + lengths + p["payload"])
 
 
 def edit(p: dict, **changes) -> dict:
@@ -120,7 +122,9 @@ def edit(p: dict, **changes) -> dict:
 
 
 BAD = {
-    "unknown flag": (lambda p: build(edit(p, flags=p["flags"] | 4)), "unknown flags"),
+    "unknown flag": (lambda p: build(edit(p, flags=p["flags"] | 8)), "unknown flags"),
+    "alpha flag without its bits": (lambda p: build(edit(p, flags=p["flags"] | 4)), "invalid"),
+    "alpha bits without the flag": (lambda p: build(edit(p, alpha=b"\x01")), "invalid"),
     "labels flag without classes": (lambda p: build(edit(p, flags=p["flags"] | 2, classes=0)), "classes is 0"),
     "classes 2**40": (lambda p: build(edit(p, flags=p["flags"] | 2, classes=2**40)), "outside"),
     "labels for a model without classes": (lambda p: build(edit(p, flags=p["flags"] | 2, classes=3)),
@@ -221,3 +225,14 @@ def test_fuzzed_files_are_refused_cleanly_or_decoded_exactly(coded):
         assert torch.equal(decoded.images, images), (kind, at)  # anything that decodes decodes exactly
         assert decoded.names is None or all(codec.name_problem(n) is None for n in decoded.names)
     assert refused > 250
+
+
+def test_an_opaque_alpha_channel_is_recorded_and_given_back(coded):
+    """Images that came with a fully opaque alpha channel are coded without it; the file records which did."""
+    model, images, _ = coded
+    alpha = [True, False, False, True, True]
+    data = codec.encode(model, images, alpha=alpha)
+    decoded = codec.decode_file(model, data)
+    assert torch.equal(decoded.images, images) and decoded.alpha == tuple(alpha)
+    assert codec.decode_file(model, codec.encode(model, images)).alpha is None
+    assert len(codec.encode(model, images, alpha=[False] * 5)) == len(codec.encode(model, images))

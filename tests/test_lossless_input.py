@@ -1,7 +1,7 @@
 """Lossless means lossless: every image mode Pillow writes comes back with the same pixels, or is refused.
 
 ``compress`` reads files with ``images.read_image``: a palette, bilevel or a fully opaque alpha channel convert
-without loss; 16-bit values, transparency, and colour for a grey model would lose information and are refused in
+without loss (the opaque alpha is recorded in the file, and decompress writes it back); 16-bit values, transparency, and colour for a grey model would lose information and are refused in
 one line. Each case here goes through the real command line, compress then decompress.
 """
 
@@ -16,6 +16,7 @@ SIDE = 8
 RNG = np.random.RandomState(0)
 GREY = RNG.randint(0, 256, (SIDE, SIDE), dtype=np.uint8)
 COLOUR = RNG.randint(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)
+OPAQUE = np.full((SIDE, SIDE), 255, np.uint8)
 
 
 def picture(case: str) -> Image.Image:
@@ -46,9 +47,9 @@ def picture(case: str) -> Image.Image:
 # (case, channels of the model) -> what a lossless reading gives, or None: refused
 EXPECTED = {
     ("1", 1): lambda: np.where(GREY > 127, 255, 0), ("L", 1): lambda: GREY, ("P-grey", 1): lambda: GREY,
-    ("LA-opaque", 1): lambda: GREY, ("P-colour", 3): lambda: np.asarray(picture("P-colour").convert("RGB")),
+    ("LA-opaque", 1): lambda: np.dstack([GREY, OPAQUE]), ("P-colour", 3): lambda: np.asarray(picture("P-colour").convert("RGB")),
     ("P-grey", 3): lambda: np.dstack([GREY] * 3),  # a palette's entries are RGB triples
-    ("RGB", 3): lambda: COLOUR, ("RGBA-opaque", 3): lambda: COLOUR,
+    ("RGB", 3): lambda: COLOUR, ("RGBA-opaque", 3): lambda: np.dstack([COLOUR, OPAQUE]),
 }
 CASES = ["1", "L", "P-grey", "P-colour", "RGB", "RGBA-opaque", "RGBA-transparent", "LA-opaque", "LA-transparent",
          "I;16"]
@@ -83,3 +84,21 @@ def test_every_mode_comes_back_the_same_or_is_refused(tmp_path, capsys, models, 
                  "--quiet"]) == 0
     back = np.asarray(Image.open(tmp_path / "out" / f"{case}.png"))
     assert back.shape == np.asarray(expected()).shape and (back == expected()).all()
+
+
+def test_a_decompress_that_cannot_write_leaves_no_folder(tmp_path, capsys, models, monkeypatch):
+    """A full disk while the images are written: one line, and the folder made for them is gone again."""
+    import errno
+    import os
+    source = tmp_path / "L.png"
+    picture("L").save(source)
+    assert main(["compress", str(models[1]), str(source), "-o", str(tmp_path / "x.prnn"), "--quiet"]) == 0
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "new" / "sub"
+    assert main(["decompress", str(models[1]), str(tmp_path / "x.prnn"), "-o", str(out), "--quiet"]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

@@ -21,13 +21,15 @@ Two paths, told apart by the file's format version:
 File layout (a varint is unsigned LEB128, 7 bits a byte, low bits first)::
 
     b"PRNN"  version (varint: 2 without names, 3 with them, 4 the exact path)
-    version 4 only: flags (varint: 1 names, 2 class labels)
+    version 4 only: flags (varint: 1 names, 2 class labels, 4 opaque alpha)
     count  channels  height  width  levels  batch  payload words     (seven varints)
     version 4 with labels only: classes (varint)
     model fingerprint (8 bytes)
     version 4 only: integer model fingerprint (8 bytes)
     checksum of the decoded images (8 bytes; version 4: of the images and their labels)
     versions 3 and 4 with names: per image, its name's length in bytes (varint) and the name (UTF-8)
+    version 4 with opaque alpha: one bit per image (ceil(count / 8) bytes, image k in bit k % 8 of byte k // 8):
+        the image came with an alpha channel that was fully opaque, which decoding gives back
     version 4 only: per group of ``batch`` images, the length of its stream in words (varint)
     payload (u32 words, little-endian; version 4: the groups' streams one after another)
     checksum of everything above (8 bytes)
@@ -70,7 +72,7 @@ MAGIC = b"PRNN"
 VERSION = 2  # a file without names
 NAMED_VERSION = 3  # version 2 with the images' names between the digests and the payload
 EXACT_VERSION = 4  # the exact path: integer model, groups of images in independent streams
-NAMES_FLAG, LABELS_FLAG = 1, 2  # the flags of version 4
+NAMES_FLAG, LABELS_FLAG, ALPHA_FLAG = 1, 2, 4  # the flags of version 4
 MAX_NAME = 251  # bytes of UTF-8: NAME.png then fits the 255 bytes that common file systems allow a file name
 BATCH = 16  # images coded together; stored in the header, since batch composition must match when decoding
 EXACT_BATCH = 64  # images per stream of version 4: each stream costs a few bytes; any number decode together
@@ -98,6 +100,7 @@ class Header(NamedTuple):
     integer: bytes | None = None  # version 4: the first bytes of the integer model's fingerprint
     classes: int | None = None  # version 4 with labels: the number of classes they are coded over
     streams: tuple[int, ...] | None = None  # version 4: each group's stream length in words
+    alpha: tuple[bool, ...] | None = None  # version 4: per image, whether it came with a fully opaque alpha channel
 
     @property
     def payload_bytes(self) -> int:
@@ -267,7 +270,7 @@ def _read_names(body: bytes, offset: int, count: int) -> tuple[tuple[str, ...], 
 
 
 def encode(model, images: torch.Tensor, names=None, progress: bool = False, labels=None, integer=None,
-           device: str | torch.device | None = None, path: str = "auto") -> bytes:
+           device: str | torch.device | None = None, path: str = "auto", alpha=None) -> bytes:
     """Compress images losslessly with ``model``, and optionally their names.
 
     Args:
@@ -280,6 +283,8 @@ def encode(model, images: torch.Tensor, names=None, progress: bool = False, labe
         integer: the model's integer form (:func:`pixelrnn.exact.for_checkpoint`); default: computed from the
             weights (:func:`pixelrnn.exact.quantize`), which gives the same integers.
         device: where the exact path runs ("cpu", "cuda", ...; default: the CPU); the file is the same.
+        alpha: per image, whether it came with a fully opaque alpha channel (dropped before coding, since it holds
+            nothing): stored in the file (version 4), so that decoding gives the channel back.
         path: "auto" (the exact path, format version 4, for every family that has an integer form, which every
             registered family has; else the float path, versions 2 and 3), "exact" or "float".
 
@@ -294,8 +299,10 @@ def encode(model, images: torch.Tensor, names=None, progress: bool = False, labe
     if _uses_float_path(model, path):
         if labels is not None:
             _check_model(model)
+        if alpha is not None and any(alpha):
+            raise ConfigError("only the exact path (format version 4) records an opaque alpha channel")
         return _encode_float(model, images, names, progress)
-    return _encode_exact(model, images, names, progress, labels, integer, device)
+    return _encode_exact(model, images, names, progress, labels, integer, device, alpha)
 
 
 def _uses_float_path(model, path: str) -> bool:
@@ -326,7 +333,15 @@ def _integer_digest(integer: exact.IntegerModel) -> bytes:
     return bytes.fromhex(exact.fingerprint(integer))[:DIGEST]
 
 
-def _encode_exact(model, images, names, progress, labels, integer, device) -> bytes:
+def _alpha_field(alpha, count: int) -> bytes:
+    """One bit per image: whether it came with a fully opaque alpha channel (decoding writes one back)."""
+    alpha = [bool(a) for a in alpha]
+    if len(alpha) != count:
+        raise ConfigError(f"give one alpha flag per image ({count}), not {len(alpha)}")
+    return bytes(sum(1 << bit for bit in range(8) if k + bit < count and alpha[k + bit]) for k in range(0, count, 8))
+
+
+def _encode_exact(model, images, names, progress, labels, integer, device, alpha=None) -> bytes:
     images = _check_images(model, images.cpu())
     labels = _check_labels(model, labels, len(images))
     named = b"" if names is None else _names_field(names, len(images))  # refused before the long work
@@ -337,12 +352,15 @@ def _encode_exact(model, images, names, progress, labels, integer, device) -> by
     # The decoder never reads past its streams, so zeros appended to a tiny payload are harmless.
     pad = max(0, _min_payload_words(images.numel(), model.levels) - words)
     payload = b"".join(stream.astype("<u4").tobytes() for stream in streams) + bytes(4 * pad)
-    flags = (NAMES_FLAG if names is not None else 0) | (LABELS_FLAG if labels is not None else 0)
+    has_alpha = alpha is not None and any(alpha)  # a file of images without alpha costs nothing more
+    flags = ((NAMES_FLAG if names is not None else 0) | (LABELS_FLAG if labels is not None else 0)
+             | (ALPHA_FLAG if has_alpha else 0))
+    opaque = _alpha_field(alpha, len(images)) if has_alpha else b""
     fields = (len(images), *model.image_shape, model.levels, batch, words + pad)
     classes = [] if labels is None else [_varint(model.settings.num_classes)]
     body = b"".join([MAGIC, _varint(EXACT_VERSION), _varint(flags), *map(_varint, fields), *classes,
                      bytes.fromhex(fingerprint(model))[:DIGEST], _integer_digest(integer),
-                     _images_digest(images, labels), named, *(_varint(len(s)) for s in streams), payload])
+                     _images_digest(images, labels), named, opaque, *(_varint(len(s)) for s in streams), payload])
     return body + _digest(body)
 
 
@@ -445,7 +463,7 @@ def read_header(data: bytes) -> Header:
     flags = 0
     if version == EXACT_VERSION:
         flags, offset = _read_varint(body, offset, "flags")
-        if flags & ~(NAMES_FLAG | LABELS_FLAG):
+        if flags & ~(NAMES_FLAG | LABELS_FLAG | ALPHA_FLAG):
             raise CodecError(f"the file's header is invalid: unknown flags {flags}")
     values = []
     for field in FIELDS:
@@ -468,6 +486,15 @@ def read_header(data: bytes) -> Header:
     names = None
     if version == NAMED_VERSION or flags & NAMES_FLAG:
         names, offset = _read_names(body, offset, count)
+    alpha = None
+    if flags & ALPHA_FLAG:
+        if c not in (1, 3):
+            raise CodecError(f"the file's header is invalid: alpha flags for images of {c} channels")
+        size = -(-count // 8)
+        if offset + size > len(body):
+            raise CodecError("the file's header is invalid: it ends inside the images' alpha flags")
+        bits = body[offset:offset + size]
+        alpha, offset = tuple(bool(bits[k // 8] >> (k % 8) & 1) for k in range(count)), offset + size
     streams = None
     if version == EXACT_VERSION:
         _check_ranges(count, (c, h, w), levels, batch)  # before the groups are counted
@@ -477,7 +504,7 @@ def read_header(data: bytes) -> Header:
             lengths.append(length)
         streams = tuple(lengths)
     header = Header(count, (c, h, w), levels, batch, words, model, images, offset, names, version, integer, classes,
-                    streams)
+                    streams, alpha)
     _check_fields(header, len(body))
     if streams is not None:
         _check_streams(header)
@@ -496,6 +523,7 @@ class Decoded(NamedTuple):
     images: torch.Tensor  # int64 [N, C, H, W]
     names: tuple[str, ...] | None  # one per image, or None for a file stored without names
     labels: torch.Tensor | None  # int64 [N], the classes stored by a class-conditional model's file; else None
+    alpha: tuple[bool, ...] | None = None  # per image, whether it came with a fully opaque alpha channel
 
 
 def decode(model, data: bytes, progress: bool = False, integer=None,
@@ -576,7 +604,7 @@ def _decode_exact(model, data: bytes, header: Header, progress: bool, integer, d
     if _images_digest(images, labels) != header.images:
         raise CodecError("the decoded images do not match the checksum stored in the file: the file was edited "
                          "after it was written")
-    return Decoded(images, header.names, labels)
+    return Decoded(images, header.names, labels, header.alpha)
 
 
 def _decode_float(model, data: bytes, header: Header, progress: bool) -> torch.Tensor:

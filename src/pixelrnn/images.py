@@ -121,6 +121,13 @@ def _lossless_pixels(picture: Image.Image, channels: int, path) -> np.ndarray:
     return np.asarray(picture).copy()
 
 
+def has_alpha(path: str | Path) -> bool:
+    """Whether an image file carries an alpha channel (RGBA, LA, PA, or a palette with transparency). An image that
+    :func:`read_image` accepted has a fully opaque one: :func:`save_image` can write it back (``alpha=True``)."""
+    with open_image(path) as picture:
+        return picture.mode in ("RGBA", "LA", "PA") or (picture.mode == "P" and "transparency" in picture.info)
+
+
 def read_image(path: str | Path, image_shape: tuple[int, int, int], levels: int) -> torch.Tensor:
     """Read a PNG/JPEG as int64 [C, H, W] values in [0, levels), checking it against a model's image shape.
 
@@ -155,13 +162,14 @@ def read_image(path: str | Path, image_shape: tuple[int, int, int], levels: int)
     return scaled
 
 
-def save_image(x: torch.Tensor, levels: int, path: str | Path) -> Path:
+def save_image(x: torch.Tensor, levels: int, path: str | Path, alpha: bool = False) -> Path:
     """Write one image at its own size, not enlarged, so that :func:`read_image` gives back exactly ``x``.
 
     Args:
         x: int [C, H, W] values in [0, levels).
         levels: the number of levels K.
         path: the file to write; give it a lossless type (.png).
+        alpha: add a fully opaque alpha channel (LA or RGBA), as the image had when it was compressed.
 
     Returns:
         ``path``.
@@ -171,7 +179,10 @@ def save_image(x: torch.Tensor, levels: int, path: str | Path) -> Path:
     """
     check_values(x, levels, single=True)
     pixels = to_uint8(x[None], levels)[0]
-    return write_encoded(Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels), path)
+    picture = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    if alpha:
+        picture.putalpha(255)  # L -> LA, RGB -> RGBA
+    return write_encoded(picture, path)
 
 
 def check_values(x: torch.Tensor, levels: int, single: bool = False) -> None:

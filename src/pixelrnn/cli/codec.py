@@ -17,10 +17,10 @@ import torch
 from .. import codec, devices, exact, pretrained
 from ..checkpoint import read_training_config, resolve as checkpoint_folder
 from ..distributions import nats_to_bits_per_dim
-from ..errors import ConfigError, OutputError, PixelRNNError, write_atomic, writing
+from ..errors import ConfigError, OutputError, PixelRNNError, no_empty_folders_on_failure, write_atomic, writing
 from ..evaluate import evaluate
 from ..fitting import load_with_data
-from ..images import read_images, save_image
+from ..images import has_alpha, read_images, save_image
 from .common import Shared, count, natural, output_flags, writable
 
 # The largest file decompress reads into memory: far beyond a real one (hundreds of thousands of 64x64 RGB images).
@@ -73,7 +73,7 @@ def _load_images(args):
             raise ConfigError("give image files or --data NAME, not both")
         model = pretrained.load(args.run, verify=not args.no_verify)
         images = read_images(args.images, model.image_shape, model.levels)
-        return model, images, None if args.no_names else _stems(args.images), args.label
+        return model, images, None if args.no_names else _stems(args.images), args.label, [has_alpha(p) for p in args.images]
     if not args.data and read_training_config(pretrained.resolve(args.run)).get("data") is None:
         shape = pretrained.load(args.run, verify=not args.no_verify).image_shape
         raise ConfigError(f"this checkpoint does not say what data it was trained on; give image files to "
@@ -82,7 +82,7 @@ def _load_images(args):
     labels = args.label
     if labels is None and model.settings.num_classes and data.labels is not None:
         labels = data.labels[:args.limit]
-    return model, data.images[:args.limit].long(), None, labels
+    return model, data.images[:args.limit].long(), None, labels, None
 
 
 def integer_model(args, model, write: bool):
@@ -108,11 +108,13 @@ def integer_model(args, model, write: bool):
 def cmd_compress(args) -> int:
     devices.resolve_device(args.device)  # a bad --device is refused before anything is read
     out = writable(args.output, args.force)
-    model, images, names, labels = _load_images(args)
+    model, images, names, labels, alpha = _load_images(args)
     codec.check_inputs(model, images, names, labels)  # e.g. a class-conditional model without labels: nothing written
     integer, device = integer_model(args, model, write=True)
+    if alpha is not None and any(alpha) and integer is None:
+        alpha = None  # the float path (a family without an integer form) cannot record it: dropped as before
     data = codec.encode(model, images, names=names, progress=not args.quiet, labels=labels, integer=integer,
-                        device=device)
+                        device=device, alpha=alpha)
     write_atomic(out, data)  # never a half-written file under the final name, nor a stray .tmp
     dims = images[0].numel()
     y = None if labels is None else torch.as_tensor(labels).reshape(-1).expand(len(images))
@@ -168,15 +170,17 @@ def cmd_decompress(args) -> int:
     else:
         integer, device = None, devices.cpu_only(args.device, args.command)  # the float path: as it was encoded
     decoded = codec.decode_file(model, data, progress=not args.quiet, integer=integer, device=device)
-    with writing(out):
-        out.mkdir(parents=True, exist_ok=True)
-    for image, path in zip(decoded.images, paths):
-        save_image(image, model.levels, path)
-    classes = ""
-    if decoded.labels is not None:
-        rows = [f"{path.stem},{int(label)}" for path, label in zip(paths, decoded.labels)]
-        write_atomic(out / CLASSES_FILE, ("name,class\n" + "\n".join(rows) + "\n").encode())
-        classes = f" and their classes into {out / CLASSES_FILE}"
+    alpha = decoded.alpha or (False,) * len(paths)
+    with no_empty_folders_on_failure(out):  # a write that fails leaves no folder made for it
+        with writing(out):
+            out.mkdir(parents=True, exist_ok=True)
+        for image, path, opaque in zip(decoded.images, paths, alpha):
+            save_image(image, model.levels, path, alpha=opaque)
+        classes = ""
+        if decoded.labels is not None:
+            rows = [f"{path.stem},{int(label)}" for path, label in zip(paths, decoded.labels)]
+            write_atomic(out / CLASSES_FILE, ("name,class\n" + "\n".join(rows) + "\n").encode())
+            classes = f" and their classes into {out / CLASSES_FILE}"
     print(f"decompressed {len(decoded.images)} images into {out}{classes}")
     return 0
 
