@@ -13,7 +13,10 @@ Beside our PixelCNN, in the same run and with the same weights, a plain PixelCNN
 public implementations write it (:class:`PlainPixelCNN`): ``nn.Conv2d`` layers with the full k x k kernel whose weight
 is multiplied by its mask in every call, padded all round, residual blocks of 1x1, 3x3 and 1x1 convolutions, the same
 skips and head. The two are stepped in turn, one step each per round, so that a change of load hits both alike;
-the ratio ours / plain of their images/s is printed per batch size and precision.
+the ratio ours / plain of their images/s is printed per batch size and precision. The plain one runs twice: on the
+batches as this project's data sets give them (a one-channel batch of them reads as channels-last, and so the plain
+network's convolutions run channels-last), and on the same batches with NCHW strides, as a torchvision loader gives
+them to public code (:class:`NCHWBatches`).
 
 The Row LSTM runs its layers on a wavefront (``RowLSTM.wavefront``: all layers along one anti-diagonal of (layer,
 row) per step); it is timed side by side with the same model layer by layer, and their ratio printed.
@@ -104,6 +107,23 @@ class PlainPixelCNN(nn.Module):
         return logits.view(b, self.channels, self.levels, height, width).transpose(1, 2)  # (B, K, C, H, W)
 
 
+class NCHWBatches(nn.Module):
+    """The plain PixelCNN fed its batches with NCHW strides, as a torchvision loader gives them.
+
+    This project's data sets hold their images pixel by pixel, (N, H, W, C) in memory, and a one-channel batch of them
+    reads as channels-last: on it the plain network's convolutions run channels-last too, by that accident. Fed NCHW
+    strides, it runs its convolutions in that layout, as public code fed by its own loaders does. Ours turns any
+    batch channels-last itself.
+    """
+
+    def __init__(self, plain: PlainPixelCNN):
+        super().__init__()
+        self.plain = plain
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.plain(torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x), y)
+
+
 def side_by_side(models: dict[str, nn.Module], batches: list[torch.Tensor], precision: str, warmup: int,
                  steps: int) -> dict[str, float]:
     """Median training step seconds of each model, stepping them in turn (one step each per round)."""
@@ -129,7 +149,9 @@ def contenders(name: str, model) -> dict[str, nn.Module]:
         with torch.no_grad():
             if not torch.allclose(plain(x), model(x), atol=1e-4):
                 raise AssertionError("the plain PixelCNN does not compute the same network")
-        return {"plain": plain}
+        nchw = NCHWBatches(PlainPixelCNN(model))
+        nchw.plain.load_state_dict(model.state_dict())
+        return {"plain": plain, "plain on NCHW batches": nchw}
     if name == "row_lstm":
         other = build_model(name, model.image_shape, model.levels, **OPTIONS)
         other.load_state_dict(model.state_dict())

@@ -59,3 +59,36 @@ def test_cropped_kernel_equals_the_full_masked_convolution():
         grads = torch.autograd.grad(conv(x).sum(), [x, conv.weight])
         grads_ref = torch.autograd.grad(reference.sum(), [x, conv.weight])
         assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads, grads_ref))
+
+
+def test_relu_written_into_the_padded_maps_equals_the_pad_of_the_relu():
+    """ReluPad, the ReLU and the zero padding in one pass, against F.pad(torch.relu(x)): values and gradients."""
+    import torch.nn.functional as F
+
+    from pixelrnn.masks import ReluPad
+
+    gen = torch.Generator().manual_seed(0)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        for pad in [(1, 1, 1, 0), (2, 0, 3, 0), (0, 0, 0, 0), (1, 2, 0, 1)]:
+            x = torch.randn(2, 3, 4, 5, dtype=torch.float64, generator=gen).contiguous(memory_format=layout)
+            x.requires_grad_()
+            fused, reference = ReluPad.apply(x, pad), F.pad(torch.relu(x), pad)
+            assert torch.equal(fused, reference), pad
+            assert fused.is_contiguous(memory_format=layout)  # the layout of x, for the convolution after it
+            grad = torch.randn(reference.shape, dtype=torch.float64, generator=gen)
+            assert torch.equal(*(torch.autograd.grad(y, x, grad)[0] for y in (fused, reference)))
+    x = torch.randn(1, 2, 3, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: ReluPad.apply(t, (1, 1, 1, 0)), (x,))
+
+
+def test_masked_conv_of_the_relu_equals_the_conv_of_the_relu():
+    torch.manual_seed(0)
+    for kernel, mask_type in [(3, "B"), (5, "A"), ((1, 3), "B"), (1, "B"), (3, None)]:
+        conv = MaskedConv2d(6, 9, kernel, mask_type, RGB).double()
+        x = torch.randn(2, 6, 5, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_()
+        fused, reference = conv.of_relu(x), conv(torch.relu(x))
+        assert torch.allclose(fused, reference, atol=1e-12), (kernel, mask_type)
+        grads = torch.autograd.grad(fused.sum(), [x, conv.weight, conv.bias])
+        grads_ref = torch.autograd.grad(reference.sum(), [x, conv.weight, conv.bias])
+        assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads, grads_ref))

@@ -17,6 +17,7 @@ import numbers
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 def _check_pair(logits: torch.Tensor, x: torch.Tensor) -> None:
@@ -51,8 +52,50 @@ def log_probs(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     _check_pair(logits, x)
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    # cross_entropy takes the class dimension second, exactly the [B, K, ...] layout the models return.
-    return -F.cross_entropy(logits, x, reduction="none")
+    order = _rows_order(logits)
+    if order is None:
+        # cross_entropy takes the class dimension second, exactly the [B, K, ...] layout the models return.
+        return -F.cross_entropy(logits, x, reduction="none")
+    # The K logits of each value lie side by side in memory (a channels-last network's): the same cross-entropy
+    # over the rows of a (values, K) matrix, a view. On [B, K, ...] it would first copy the logits to that layout,
+    # and its gradient would come back in it, to be copied again by the layer that made them.
+    rows = logits.permute(order)  # (..., K)
+    value_order = [d - (d > 1) for d in order[:-1]]  # the same order of x's dimensions
+    terms = -RowCrossEntropy.apply(rows.reshape(-1, rows.shape[-1]), x.permute(value_order).reshape(-1))
+    # Contiguous like x (a copy of one value per K logits, where C > 1), so that any sum over the terms runs in the
+    # order of sum_per_image's, bit for bit.
+    return terms.view(rows.shape[:-1]).permute([value_order.index(d) for d in range(x.dim())]).contiguous()
+
+
+class RowCrossEntropy(torch.autograd.Function):
+    """``F.cross_entropy(z, target, reduction="none")`` over the rows of z (N, K), with a lighter backward.
+
+    The gradient g (softmax(z) - onehot(target)) is formed directly from the saved log-softmax; cross_entropy's own
+    backward first writes a dense gradient of its NLL step (zeros, and -g at each target) and then runs the
+    log-softmax backward over it, one more pass over the N x K logits.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_softmax = torch.log_softmax(z, 1)  # (N, K)
+        ctx.save_for_backward(log_softmax, target)
+        return -log_softmax.gather(1, target[:, None])[:, 0]  # (N,)
+
+    @staticmethod
+    @once_differentiable  # the saved log-softmax is not a function of z to autograd: refuse a second derivative
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        log_softmax, target = ctx.saved_tensors
+        grad = grad[:, None]  # (N, 1)
+        # In place: the saved log-softmax becomes the gradient (a second backward through this graph would find it
+        # changed, and autograd refuses that, rather than computing with it).
+        return log_softmax.exp_().mul_(grad).scatter_add_(1, target[:, None], -grad), None
+
+
+def _rows_order(logits: torch.Tensor) -> list[int] | None:
+    """The order of the dimensions of logits [B, K, ...] that makes them a contiguous (..., K) array, or None where
+    the K logits of a value do not lie side by side in memory."""
+    order = [*sorted((d for d in range(logits.dim()) if d != 1), key=logits.stride, reverse=True), 1]
+    return order if logits.permute(order).is_contiguous() else None
 
 
 def log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -133,6 +176,7 @@ def sample(logits: torch.Tensor, temperature: float = 1.0, generator: torch.Gene
         raise ValueError(f"temperature must be >= 0, not {temperature}")
     if temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    logits = logits.double()
+    probs = torch.softmax(logits if temperature == 1 else logits / temperature, dim=-1)  # x / 1 is x, bit for bit
     flat = probs.reshape(-1, probs.shape[-1])
     return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])

@@ -138,24 +138,27 @@ def _complete_naive(model, x, known, temperature, generator, progress, y) -> tor
 
 
 def walk(model, x: torch.Tensor, wants, choose, progress: bool = False, desc: str = "sampling",
-         y: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
+         y: torch.Tensor | None = None, context: torch.Tensor | None = None, stable: bool = True) -> torch.Tensor:
     """Visit every value of ``x`` in model order with the fast step-wise path: ``model.walk``, which see.
 
     The one loop behind fast sampling, completion and the codec. It runs on :func:`step_threads` threads.
+    ``stable=False`` lets the model take its quicker step-wise arithmetic (``model.quick_stepper``), equal up to
+    float rounding; the codec keeps the default, the arithmetic its float-path files were written with.
     """
     with num_threads(step_threads(model, len(x))):
-        return model.walk(x, wants, choose, progress=progress, desc=desc, y=y, context=context)
+        return model.walk(x, wants, choose, progress=progress, desc=desc, y=y, context=context, stable=stable)
 
 
 def _complete_fast(model, x, known, temperature, generator, progress, y) -> torch.Tensor:
     # Which values to draw, read to the host once: on a GPU a read per value would wait for the device C*H*W times.
     todo = (~known).any(0).tolist()  # [C][H][W]
+    kept = known.any(0).tolist()  # [C][H][W]: some image keeps this value
 
     def wants(c, i, j):
         return todo[c][i][j]
 
     def choose(c, i, j, logits):
         draw = distributions.sample(logits, temperature, generator)
-        return torch.where(known[:, c, i, j], x[:, c, i, j], draw)
+        return torch.where(known[:, c, i, j], x[:, c, i, j], draw) if kept[c][i][j] else draw
 
-    return walk(model, x, wants, choose, progress, y=y)
+    return walk(model, x, wants, choose, progress, y=y, stable=False)  # draws need the distribution, not its last bits

@@ -107,6 +107,37 @@ def conv_mask(
     return mask
 
 
+class ReluPad(torch.autograd.Function):
+    """``F.pad(torch.relu(x), pad)`` for maps x (B, C, H, W), ``pad`` = (left, right, top, bottom), in one pass.
+
+    The ReLU is written straight into the interior of the padded maps, of x's layout, and only their border is
+    zeroed; backward reads the gradient straight out of the interior. Separately, the ReLU and the padding each
+    made a full pass over the maps, forward and backward.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+        left, right, top, bottom = pad
+        b, c, height, width = x.shape
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        out = torch.empty(b, c, top + height + bottom, left + width + right, dtype=x.dtype, device=x.device,
+                          memory_format=layout)
+        out[:, :, :top].zero_()
+        out[:, :, top + height:].zero_()
+        out[:, :, top:top + height, :left].zero_()
+        out[:, :, top:top + height, left + width:].zero_()
+        torch.clamp_min(x, 0, out=out[:, :, top:top + height, left:left + width])  # torch.relu is clamp_min(x, 0)
+        ctx.save_for_backward(out)
+        ctx.interior = (slice(top, top + height), slice(left, left + width))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (out,) = ctx.saved_tensors
+        rows, cols = ctx.interior
+        return torch.ops.aten.threshold_backward(grad[:, :, rows, cols], out[:, :, rows, cols], 0), None
+
+
 class MaskedConv2d(nn.Conv2d):
     """A 2-d convolution whose weight is multiplied by a fixed mask in every forward call.
 
@@ -138,6 +169,14 @@ class MaskedConv2d(nn.Conv2d):
         return self.weight * self.mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._convolve(x, relu=False)
+
+    def of_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """``self(torch.relu(x))``; where the input is padded, the ReLU is written straight into the padded maps
+        (:class:`ReluPad`): one pass over x instead of two, forward and backward."""
+        return self._convolve(x, relu=True)
+
+    def _convolve(self, x: torch.Tensor, relu: bool) -> torch.Tensor:
         # Only the taps the mask can keep are computed: the rows below the centre are always zero, and in a
         # one-row kernel so are the columns right of the centre. Padding the input on the top and the sides
         # instead of around it gives the same "same" convolution with up to half the arithmetic.
@@ -145,10 +184,10 @@ class MaskedConv2d(nn.Conv2d):
         rows = kh // 2 + 1
         cols = kw // 2 + 1 if kh == 1 and self.mask_type is not None else kw
         if self.mask_type is None or (rows, cols) == (kh, kw):
-            return F.conv2d(x, self.masked_weight(), self.bias, padding=self.padding)
+            return F.conv2d(torch.relu(x) if relu else x, self.masked_weight(), self.bias, padding=self.padding)
         weight = self.masked_weight()[:, :, :rows, :cols]
-        x = F.pad(x, (kw // 2, cols - 1 - kw // 2, kh // 2, 0))
-        return F.conv2d(x, weight, self.bias)
+        pad = (kw // 2, cols - 1 - kw // 2, kh // 2, 0)
+        return F.conv2d(ReluPad.apply(x, pad) if relu else F.pad(x, pad), weight, self.bias)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", mask_type={self.mask_type}"

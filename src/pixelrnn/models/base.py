@@ -5,11 +5,14 @@ K-way softmax per value, p(x) = prod_i p(x_i,R | x_<i) p(x_i,G | x_<i, x_i,R) p(
 A model here is only the network (image in, logits out); :mod:`pixelrnn.distributions` turns logits into
 likelihoods and samples, and :mod:`pixelrnn.generate` holds the one sampling loop every model uses.
 
-Generation reaches a model through two methods of the base class, and nothing else:
+Generation reaches a model through these methods of the base class, and nothing else:
 
 - ``model.stepper(batch, y, context)`` returns a :class:`Stepper`, the network evaluated one pixel at a time from
   cached activations (each family writes its own, beside its network);
-- ``model.walk(x, wants, choose, ...)`` visits every value in the model's order with that stepper. The default
+- ``model.quick_stepper(batch, y, context)``, the same network in quicker arithmetic where a family has one (the
+  PixelCNN), equal to the stepper's up to float rounding; by default the stepper itself;
+- ``model.walk(x, wants, choose, ..., stable=True)`` visits every value in the model's order with the stepper
+  (``stable``: the arithmetic that the codec's float-path files were written with) or the quick one. The default
   walks raster order (:func:`raster_walk`, beside :class:`Stepper`); a model with another order (the multi-scale
   model) overrides ``walk``.
 """
@@ -315,20 +318,27 @@ class AutoregressiveModel(nn.Module):
         """The network at one pixel at a time, for ``batch`` images (see :class:`Stepper`)."""
         raise NotImplementedError(f"{type(self).__name__} has no stepper; give it a stepper() for fast generation")
 
+    def quick_stepper(self, batch: int, y: torch.Tensor | None = None,
+                      context: torch.Tensor | None = None) -> Stepper:
+        """:meth:`stepper` in quicker arithmetic, equal to it up to float rounding; by default the stepper itself."""
+        return self.stepper(batch, y=y, context=context)
+
     def walk(self, x: torch.Tensor, wants: Callable[[int, int, int], bool],
              choose: Callable[[int, int, int, torch.Tensor], torch.Tensor], progress: bool = False,
              desc: str = "sampling", y: torch.Tensor | None = None,
-             context: torch.Tensor | None = None) -> torch.Tensor:
+             context: torch.Tensor | None = None, stable: bool = True) -> torch.Tensor:
         """Visit every value of ``x`` in model order with the fast step-wise path, filling in chosen values.
 
         For value (c, i, j): if ``wants(c, i, j)``, the logits [B, K] of that value given everything before it are
         computed and ``choose(c, i, j, logits)`` returns the values [B] to put there (drawn, decoded, or the known
-        ones being encoded). This default walks raster order with :meth:`stepper`.
+        ones being encoded). This default walks raster order with :meth:`stepper`, or with :meth:`quick_stepper`
+        where ``stable`` is False (sampling and completion: their draws need the distribution, not its last bits;
+        the codec's float path needs the arithmetic its files were written with).
 
         Returns:
             ``x``, filled in place.
         """
-        stepper = self.stepper(len(x), y=y, context=context)
+        stepper = (self.stepper if stable else self.quick_stepper)(len(x), y=y, context=context)
         return raster_walk(stepper, x, wants, choose, progress=progress, desc=desc)
 
     sample = generate.sample

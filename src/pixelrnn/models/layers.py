@@ -6,7 +6,8 @@ a 1 x 1 mask-B convolution to C*K logits, reshaped to one K-way softmax per colo
 The step-wise forms of the masked convolutions, which every family's stepper uses to evaluate a layer at one
 new pixel from a cache of its input (fast generation, :mod:`pixelrnn.generate`). Caches are channels-last,
 (B, rows, columns, features), padded with zeros where a layer reads outside the image. A k x k convolution reads
-only the rows above and its own row (the mask zeroes every tap that is not computed yet, exactly as in the full pass).
+only the rows above and its own row (the mask zeroes every tap that is not computed yet, exactly as in the full pass):
+:class:`ConvAt` reads both at each pixel, :class:`RowSplitConvAt` the rows above once per row.
 """
 
 from __future__ import annotations
@@ -82,5 +83,62 @@ class ConvAt:
         width = x.shape[-1]
         top, left = i - self.pad_top, j - self.pad_side
         window = to_inputs(x[:, :, max(0, top):i + 1, max(0, left):j + self.pad_side + 1])
-        window = F.pad(window, (max(0, -left), max(0, j + self.pad_side + 1 - width), max(0, -top), 0))
+        pad = (max(0, -left), max(0, j + self.pad_side + 1 - width), max(0, -top), 0)
+        if any(pad):  # the window crosses the image's border
+            window = F.pad(window, pad)
         return F.linear(window.permute(0, 2, 3, 1).reshape(window.shape[0], -1), self.weight, self.bias)
+
+
+class RowSplitConvAt:
+    """A masked k x k convolution at one pixel of the row being generated, split at that row.
+
+    Under the mask, pixel (i, j) reads the k//2 rows above it, complete before row i starts, and in its own row
+    the k//2 pixels left of it and itself. The rows above are read for all pixels of row i at once, when the row
+    starts (:meth:`start_row`: one matrix product over the row); each pixel adds only its own row's k//2 + 1 taps
+    (:meth:`__call__`: one ``addmm`` on a window of the cache, a view). Its input comes in through :meth:`store`.
+    The cache is channels-last, (B, H + k//2, W + 2 (k//2), in), zero where the convolution reads outside the image.
+    """
+
+    def __init__(self, conv: MaskedConv2d, batch: int, height: int, width: int, like: torch.Tensor):
+        if conv.mask_type is None:
+            raise ValueError("RowSplitConvAt reads no row below a pixel nor right of it: it needs a masked convolution")
+        kh, kw = conv.kernel_size
+        self.top, self.side, self.width = kh // 2, kw // 2, width
+        weight = conv.masked_weight()  # (out, in, kh, kw)
+        out_features, in_features = weight.shape[:2]
+        # As matrices for addmm, (patch features, out), the patch read channels-last: (rows, columns, in).
+        self.above = weight[:, :, :self.top].permute(2, 3, 1, 0).reshape(-1, out_features)
+        self.own_row = weight[:, :, self.top, :self.side + 1].permute(2, 1, 0).reshape(-1, out_features)
+        self.bias = conv.bias if conv.bias is not None else like.new_zeros(out_features)
+        self.cache = like.new_zeros(batch, height + self.top, width + 2 * self.side, in_features)
+        self.row = -1  # no row started yet
+
+    def start_row(self, i: int) -> None:
+        """Read the rows above row i for each of its pixels, and point the per-pixel views at row i.
+
+        The views of each pixel are made here, once per row, as lists: a pixel then indexes a list, not a tensor.
+        """
+        batch, features = self.cache.shape[0], self.cache.shape[-1]
+        above = self.cache[:, i:i + self.top].unfold(2, 2 * self.side + 1, 1)  # (B, k//2, W, in, k)
+        patches = above.permute(2, 0, 1, 4, 3).reshape(self.width * batch, -1)  # (W B, k//2 k in)
+        partial = torch.addmm(self.bias, patches, self.above)  # (W B, out): the bias and the rows above
+        self.partial = partial.view(self.width, batch, -1).unbind()  # W x (B, out)
+        own = self.cache[:, i + self.top]  # (B, W + 2 (k//2), in): row i
+        self.slots = own[:, self.side:self.side + self.width].unbind(1)  # W x (B, in): pixel j's input
+        # windows[j] (B, (k//2 + 1) in): row i, columns j - k//2 .. j, each image's run of the cache.
+        self.windows = own.as_strided((self.width, batch, (self.side + 1) * features),
+                                      (features, self.cache.stride(0), 1), own.storage_offset()).unbind()
+        self.row = i
+
+    def store(self, i: int, j: int, value: torch.Tensor, relu: bool = False) -> None:
+        """Put the input ``value`` (B, in) at pixel (i, j) (its ReLU, if ``relu``: one pass, not two)."""
+        if i != self.row:
+            self.start_row(i)
+        if relu:
+            torch.clamp_min(value, 0, out=self.slots[j])  # torch.relu is clamp_min(x, 0)
+        else:
+            self.slots[j].copy_(value)
+
+    def __call__(self, i: int, j: int) -> torch.Tensor:
+        """(B, out): the convolution's output at pixel (i, j), once its input there is stored."""
+        return torch.addmm(self.partial[j], self.windows[j], self.own_row)

@@ -182,14 +182,15 @@ class MultiScale(AutoregressiveModel):
         rest = [(k, i, j) for k, i, j in self.conditional.order() if i % f or j % f]
         return first + rest
 
-    def walk(self, x, wants, choose, progress=False, desc="sampling", y=None, context=None):
+    def walk(self, x, wants, choose, progress=False, desc="sampling", y=None, context=None, stable=True):
         """Fast generation in two stages: the small image, then the rest given it (see ``AutoregressiveModel.walk``)."""
         if context is not None:
             raise ConfigError("the multi-scale model makes its own context from the small image")
         f = self.factor
         small = self.subsample(x).clone()
         self.small_model.walk(small, lambda c, i, j: wants(c, i * f, j * f),
-                              lambda c, i, j, logits: choose(c, i * f, j * f, logits), progress, desc, y=y)
+                              lambda c, i, j, logits: choose(c, i * f, j * f, logits), progress, desc, y=y,
+                              stable=stable)
         x[:, :, ::f, ::f] = small
         return self.conditional.walk(x, lambda c, i, j: bool(i % f or j % f) and wants(c, i, j), choose, progress,
-                                     desc, y=y, context=self.context(small))
+                                     desc, y=y, context=self.context(small), stable=stable)

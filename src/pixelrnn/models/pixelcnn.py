@@ -16,6 +16,11 @@ and on their future pixels.
 
 :class:`PixelCNNStepper` evaluates the same network at one new pixel for fast generation: only the k x k convolution
 of each block reads a neighbourhood, from a cache of its input; the 1 x 1 convolutions need the new pixel alone.
+:class:`QuickPixelCNNStepper`, what sampling and completion use, does the same in fewer operations; the first stays,
+bit for bit, for the codec's float-path files.
+
+The training pass keeps its maps channels-last and the skips composed (:class:`ComposedSkips`); ``compose_skips =
+False`` runs the formula as written above, the reference the tests hold it to.
 """
 
 from __future__ import annotations
@@ -24,14 +29,26 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-import torch.nn.functional as F
-
 from ..masks import ColourGroups, MaskedConv2d
+from ..precision import autocast_off
 from .base import AutoregressiveModel, ModelConfig, Stepper
-from .layers import ConvAt, OutputHead, linear_of
+from .layers import ConvAt, OutputHead, RowSplitConvAt, linear_of
 from .registry import register
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """The maps x (B, C, H, W) stored channels-last, a layout that the convolutions after them keep.
+
+    oneDNN runs a 1 x 1 convolution over channels-last maps as one matrix product over all pixels, and a k x k one
+    without reordering; over NCHW maps it reorders (in bf16 it copies) its input and output at every call, which
+    made that copying a third of a bf16 training step. ``x.contiguous(memory_format=torch.channels_last)`` would leave
+    a one-channel map as it is (its strides fit both layouts, and oneDNN then reads it as NCHW), so the strides are
+    set explicitly.
+    """
+    return torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
 
 
 @dataclass(frozen=True)
@@ -57,18 +74,71 @@ class ResidualBlock(nn.Module):
         self.conv = MaskedConv2d(hidden, hidden, kernel, "B", colours)
         self.expand = MaskedConv2d(hidden, 2 * hidden, 1, "B", colours)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
+        """The block up to its last 1x1 convolution: the h maps (B, h, H, W) that ``expand`` reads."""
         h = self.reduce(torch.relu(x))  # (B, h, H, W)
-        h = self.conv(torch.relu(h))  # (B, h, H, W)
-        return self.expand(torch.relu(h))  # (B, 2h, H, W)
+        return torch.relu(self.conv.of_relu(h))  # (B, h, H, W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.expand(self.bottleneck(x))  # (B, 2h, H, W)
+
+
+def pixels(maps: torch.Tensor) -> torch.Tensor:
+    """Channels-last maps (B, F, H, W) as the matrix (B*H*W, F) of their pixels' features (a view, no copy)."""
+    if maps.device.type == "meta" and not maps.is_contiguous(memory_format=torch.channels_last):
+        # The meta device's convolutions return NCHW maps where the CPU's and CUDA's keep channels-last: read them
+        # as the real devices lay them out, so that a memory estimate on meta (pixelrnn.budget) counts no copy here.
+        _, c, _, w = maps.shape
+        maps = maps.as_strided(maps.shape, (maps[0].numel(), 1, w * c, c))
+    return maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
+
+
+def maps_of(features: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`pixels`: (B*H*W, F) -> channels-last maps (B, F, H, W), of the batch and size of
+    ``like``."""
+    b, _, height, width = like.shape
+    return features.view(b, height, width, features.shape[1]).permute(0, 3, 1, 2)
+
+
+class ComposedSkips:
+    """The sum of the layer-to-output connections, sum_k skips[k](expand_k(h_k)), in one accumulating product.
+
+    Both are 1x1 convolutions, so their composition is one linear map of the block's h maps h_k: the weight
+    S_k E_k (2h x h) and the bias S_k e_k + s_k. Applied to h_k instead of the block's 2h output it costs half the
+    product, and ``addmm_`` adds each block's share to the running sum inside the product (beta = 1) rather than in
+    a separate pass over the maps. The product of two mask-B maps is itself mask-B: a path from input group i through
+    group m to output group o has i <= m <= o. :class:`PixelCNN` with ``compose_skips = False`` runs the formula as
+    written, the reference that tests compare this with.
+    """
+
+    def __init__(self, skips: nn.ModuleList, expands: list[MaskedConv2d]):
+        # In the parameters' dtype even under autocast: the composed weights are rounded to bfloat16 once, where
+        # they are used, not the factors, their product and each bias of the sum.
+        with autocast_off(skips[0].weight.device):
+            skip_weights = [skip.masked_weight().flatten(1) for skip in skips]  # (2h, 2h) each
+            self.weights = [s @ e.masked_weight().flatten(1) for s, e in zip(skip_weights, expands)]  # (2h, h) each
+            self.bias = sum(s @ expand.bias + skip.bias for s, skip, expand in zip(skip_weights, skips, expands))
+
+    def add(self, total: torch.Tensor | None, k: int, h: torch.Tensor) -> torch.Tensor:
+        """``total`` (B*H*W, 2h) plus block k's skip, from its h maps (B, h, H, W); the first block's starts it."""
+        if total is None:
+            return torch.addmm(self.bias, pixels(h), self.weights[k].t())  # every block's bias, once
+        # In place, outside autocast's reach: take the sum's dtype (bfloat16 under autocast) explicitly.
+        return total.addmm_(pixels(h).to(total.dtype), self.weights[k].t().to(total.dtype))
 
 
 @register
 class PixelCNN(AutoregressiveModel):
-    """Section 3.4: masked convolutions only; bounded receptive field, fast to train."""
+    """Section 3.4: masked convolutions only; bounded receptive field, fast to train.
+
+    ``compose_skips`` (the default): the layer-to-output connections as one accumulating product
+    (:class:`ComposedSkips`) instead of the sum of ``skips[k](out_k)``. The same network and parameters, a speed
+    setting only: set it on a model (``model.compose_skips = False``) or on the class.
+    """
 
     name = "pixelcnn"
     Config = PixelCNNConfig
+    compose_skips = True
 
     def __init__(self, settings: PixelCNNConfig):
         super().__init__(settings)
@@ -85,21 +155,37 @@ class PixelCNN(AutoregressiveModel):
                 context: torch.Tensor | None = None) -> torch.Tensor:
         self.check_images(x)
         biases = self.layer_biases(y, context) or [None] * self.settings.layers
-        stream = self.input(self.to_inputs(x))  # (B, 2h, H, W)
+        stream = self.input(channels_last(self.to_inputs(x)))  # (B, 2h, H, W), channels-last like all that follows
+        skips = self.composed_skips() if self.settings.skip and self.compose_skips else None
         skip_sum = None
         for k, block in enumerate(self.blocks):
             if biases[k] is not None:
                 stream = stream + biases[k]  # the conditioning bias joins the block's input
-            out = block(stream)  # (B, 2h, H, W)
+            h = block.bottleneck(stream)  # (B, h, H, W)
+            if skips is not None:
+                skip_sum = skips.add(skip_sum, k, h)  # (B*H*W, 2h)
+                if k == len(self.blocks) - 1:
+                    break  # the head reads the skips alone: the last block's output would go nowhere
+            out = block.expand(h)  # (B, 2h, H, W)
             stream = stream + out if self.settings.residual else out
-            if self.settings.skip:
+            if skips is None and self.settings.skip:
                 skipped = self.skips[k](out)  # (B, 2h, H, W)
                 skip_sum = skipped if skip_sum is None else skip_sum + skipped
+        if skips is not None:
+            skip_sum = maps_of(skip_sum, stream)  # (B, 2h, H, W)
         return self.head(skip_sum if self.settings.skip else stream)  # (B, K, C, H, W)
+
+    def composed_skips(self) -> ComposedSkips:
+        """Each block's layer-to-output connection composed with its last 1x1 convolution (see ComposedSkips)."""
+        return ComposedSkips(self.skips, [block.expand for block in self.blocks])
 
     def stepper(self, batch: int, y: torch.Tensor | None = None,
                 context: torch.Tensor | None = None) -> PixelCNNStepper:
         return PixelCNNStepper(self, batch, y=y, context=context)
+
+    def quick_stepper(self, batch: int, y: torch.Tensor | None = None,
+                      context: torch.Tensor | None = None) -> QuickPixelCNNStepper:
+        return QuickPixelCNNStepper(self, batch, y=y, context=context)
 
 
 class BlockAt(NamedTuple):
@@ -112,7 +198,12 @@ class BlockAt(NamedTuple):
 
 
 class PixelCNNStepper(Stepper):
-    """:class:`PixelCNN` at one pixel at a time, each block's k x k convolution reading a cache of its input."""
+    """:class:`PixelCNN` at one pixel at a time, each block's k x k convolution reading a cache of its input.
+
+    The loop of ``PixelCNN.forward`` as written, one linear map after the other: the arithmetic that every file of
+    the codec's float path (format versions 2 and 3) was coded with, kept as it is so that they decode bit for bit.
+    Sampling and completion take :class:`QuickPixelCNNStepper`.
+    """
 
     def __init__(self, model: PixelCNN, batch: int, **conditions):
         super().__init__(model, batch, **conditions)
@@ -144,3 +235,75 @@ class PixelCNNStepper(Stepper):
                 skipped = F.linear(out, *self.skips[k])  # (B, 2h)
                 skip_sum = skipped if skip_sum is None else skip_sum + skipped
         return self.model.head.at(skip_sum if self.skips else stream)  # (B, K, C)
+
+
+def matrix_of(conv: MaskedConv2d) -> torch.Tensor:
+    """A 1 x 1 masked convolution as the (in, out) matrix that multiplies a pixel's features in ``addmm``."""
+    return conv.masked_weight().flatten(1).t()
+
+
+class QuickPixelCNNStepper(Stepper):
+    """:class:`PixelCNN` at one pixel at a time in fewer, larger operations than :class:`PixelCNNStepper`, equal to it
+    up to float rounding: what sampling and completion use.
+
+    The per-pixel work is a short run of matrix products, their weights masked, composed and transposed once, here:
+    each block's k x k convolution reads the rows above once per row (:class:`.layers.RowSplitConvAt`). The h maps
+    of every block at the pixel go into one buffer, (B, layers, h + 1), each beside a constant 1 that carries the
+    biases: the last 1 x 1 convolution and the residual addition are one ``addmm_`` into the stream, and the
+    layer-to-output connections of all blocks one product of the whole buffer (the composed skips of
+    :class:`ComposedSkips`).
+    """
+
+    def __init__(self, model: PixelCNN, batch: int, **conditions):
+        with torch.no_grad():  # generation and coding: no gradient flows, and the per-pixel ops write into buffers
+            self._build(model, batch, **conditions)
+
+    def _build(self, model: PixelCNN, batch: int, **conditions) -> None:
+        super().__init__(model, batch, **conditions)
+        settings, hidden = model.settings, model.settings.hidden
+        self.residual = settings.residual
+        self.input = ConvAt(model.input)
+        # Each image value in [0, K) as the network reads it: one lookup per pixel instead of the scaling's ops.
+        self.inputs = model.to_inputs(torch.arange(model.levels, device=self.like.device))
+        # The stream (B, 2h) beside a constant 1 that carries the biases of the blocks' first 1 x 1 convolutions.
+        self.stream_one = self.like.new_zeros(batch, 2 * hidden + 1)
+        self.stream_one[:, -1] = 1
+        self.stream = self.stream_one[:, :-1]
+        self.reduce = [torch.cat([matrix_of(block.reduce), block.reduce.bias[None]]) for block in model.blocks]
+        self.convs = [RowSplitConvAt(block.conv, batch, self.height, self.width, self.like) for block in model.blocks]
+        self.maps = self.like.new_zeros(batch, settings.layers, hidden + 1)  # (B, L, h + 1)
+        self.maps[:, :, hidden] = 1
+        self.with_one = list(self.maps.unbind(1))  # block k's (B, h + 1): its h maps and the constant 1
+        self.without = [m[:, :hidden] for m in self.with_one]  # block k's (B, h)
+        self.expand = [torch.cat([matrix_of(block.expand), block.expand.bias[None]]) for block in model.blocks]
+        self.skips = None
+        if settings.skip:
+            skips = model.composed_skips()
+            rows = [torch.cat([w.t(), torch.zeros_like(skips.bias)[None]]) for w in skips.weights]  # (h + 1, 2h)
+            rows[0][hidden] = skips.bias  # every block's skip bias, on the first block's constant 1
+            self.skips = torch.cat(rows)  # (L (h + 1), 2h)
+        head = model.head
+        self.head = [(matrix_of(head.hidden), head.hidden.bias), (matrix_of(head.logits), head.logits.bias)]
+
+    @torch.no_grad()
+    def logits(self, x, i, j):
+        """The loop of ``PixelCNN.forward`` at one pixel."""
+        stream = self.stream
+        stream.copy_(self.input.on_image(x, i, j, self.inputs.__getitem__))  # (B, 2h)
+        for k, conv in enumerate(self.convs):
+            if self.biases is not None:
+                bias = self.bias(k, i, j)
+                if bias is not None:
+                    stream += bias
+            conv.store(i, j, torch.relu(self.stream_one) @ self.reduce[k], relu=True)  # (B, h)
+            torch.clamp_min(conv(i, j), 0, out=self.without[k])  # the block's h maps at (i, j)
+            if self.skips is not None and k == len(self.convs) - 1:
+                break  # the head reads the skips alone
+            if self.residual:
+                stream.addmm_(self.with_one[k], self.expand[k])  # stream + expand(h), its bias on the constant 1
+            else:
+                stream.copy_(self.with_one[k] @ self.expand[k])  # (B, 2h)
+        features = self.maps.view(len(stream), -1) @ self.skips if self.skips is not None else stream  # (B, 2h)
+        for weight, b in self.head:
+            features = torch.addmm(b, torch.relu(features), weight)
+        return self.model.head.unfold(features)  # (B, K, C)
