@@ -165,3 +165,63 @@ def test_generated_calibration_images_are_pinned():
 
 
 IMAGES_DIGEST = "139485782b8e051c"
+
+
+def test_the_largest_logit_that_comes_first_gets_the_rest_when_logits_tie():
+    """Ties at the top: the remainder goes to the first of the largest logits, by the key gap * K + k, on every
+    device (no argmax tie rule is relied on)."""
+    table = [int(v) for v in tables.exp_table(LOGIT_EXP, EXP_BITS)]
+    rows = [[5, 9, 9, 1], [9, 9, 9, 9], [0, 0, 3, 3], [-7, 2, -7, 2], [4, 1, 1, 4]]
+    logits = torch.tensor(rows, dtype=torch.float64) * 2**LOGIT_EXP
+    for row, got in zip(logits.long().tolist(), frequencies(logits).tolist()):
+        top = max(row)
+        e = [table[min(top - v, len(table) - 1)] for v in row]
+        m = ((2**PRECISION - len(row)) << EXP_BITS) // sum(e)
+        f = [1 + (v * m >> EXP_BITS) for v in e]
+        f[row.index(top)] += 2**PRECISION - sum(f)
+        assert got == f
+
+
+MASK_B_TAPS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 0))
+MASK_A_TAPS = tuple((dy, dx) for dy in range(-3, 1) for dx in range(-3, 4) if dy < 0 or dx < 0)
+ROW_TAPS = ((0, -1), (0, 0), (0, 1))  # a 1 x 3 input-to-state convolution
+SKEWED_TAPS = ((-1, 0), (0, 0), (1, 0), (0, -2))  # reads below and far left: the frame's margins in every direction
+
+
+@pytest.mark.parametrize("taps", [MASK_B_TAPS, MASK_A_TAPS, ROW_TAPS, SKEWED_TAPS, ((0, 0),)])
+@pytest.mark.parametrize("features", [3, 16, 40])
+@pytest.mark.parametrize("relu", [False, True])
+def test_a_whole_map_from_shifted_views_equals_the_gathered_columns(taps, features, relu):
+    """``Linear.map`` (one product per tap on views of the padded frame, for many features) gives the integers of the
+    reference: every tap gathered into columns, one product."""
+    g = torch.Generator().manual_seed(len(taps) * 100 + features)
+    weight = torch.randint(-2**15 + 1, 2**15, (len(taps) * features, 24), generator=g).double()
+    bias = torch.randint(-2**20, 2**20, (24,), generator=g).double()
+    op = Linear(weight, bias, taps, in_exp=6, w_exp=14, out_exp=9, bound=2**15 - 1, in_bound=2**15 - 1, relu=relu)
+    op.check("test")
+    for batch, height, width in [(3, 7, 9), (1, 1, 5), (2, 5, 1)]:
+        x = torch.randint(-2**15 + 1, 2**15, (batch, height, width, features), generator=g).double()
+        expected = op(op.columns(x))
+        got = op.map(x)
+        assert got.shape == expected.shape and torch.equal(got, expected)
+        assert got.is_contiguous()
+
+
+def test_a_sum_of_terms_is_rescaled_as_python_integers_would():
+    """``Add``: the exact sum at the finest exponent, then rounding half up and the clamp; terms that broadcast (a
+    class bias) and in any order."""
+    from pixelrnn.exact.ops import Add
+    g = torch.Generator().manual_seed(5)
+    a = torch.randint(-2**15, 2**15, (2, 3, 4, 5), generator=g).double()
+    b = torch.randint(-2**15, 2**15, (2, 1, 1, 5), generator=g).double()
+    for exps, out_exp in [((7, 9), 6), ((9, 7), 9), ((8, 8), 10), ((10, 4), 3)]:
+        op = Add(exps, out_exp, bound=2**14, in_bound=2**15)
+        for qs in ([arith.Fixed(a, exps[0]), arith.Fixed(b, exps[1])], [arith.Fixed(b, exps[0]), arith.Fixed(a, exps[1])]):
+            got = op(qs)
+            top = max(exps)
+            full = [q.values.expand_as(a).long().flatten().tolist() for q in qs]
+            for k, value in enumerate(got.flatten().tolist()):
+                s = sum(t[k] << (top - q.exp) for t, q in zip(full, qs))
+                shift = top - out_exp
+                r = (s + (1 << (shift - 1))) >> shift if shift > 0 else s << -shift
+                assert value == max(-2**14, min(2**14, r))

@@ -56,15 +56,18 @@ def encode_streams(integer: IntegerModel, images: torch.Tensor, labels: torch.Te
     for group in _groups(len(images), batch):
         x = images[group].to(device)
         y = None if labels is None else labels[group].to(device)
-        weights = torch.cat([integer.ordered_weights(x[k:k + per_pass], None if y is None else y[k:k + per_pass])
-                             for k in range(0, len(x), per_pass)])  # (b, V, K): every table, in full passes
+        tables = None  # (V, b, K): every table, position-major, then image (the order of the stream)
+        for k in range(0, len(x), per_pass):
+            weights = integer.ordered_weights(x[k:k + per_pass], None if y is None else y[k:k + per_pass])
+            if tables is None:
+                tables = weights.new_empty(weights.shape[1], len(x), weights.shape[2])
+            tables[:, k:k + len(weights)] = weights.transpose(0, 1)
         encoder = constriction.stream.queue.RangeEncoder()
         if y is not None and integer.num_classes > 1:
             encoder.encode(y.to("cpu", torch.int32).numpy(), constriction.stream.model.Uniform(integer.num_classes))
-        tables = weights.transpose(0, 1)  # (V, b, K): position-major, then image
         symbols = x[:, c, i, j].t()  # (V, b)
         encoder.encode(symbols.reshape(-1).to("cpu", torch.int32).numpy(), _categorical(),
-                       tables.reshape(-1, tables.shape[-1]).cpu().numpy())
+                       tables.view(-1, tables.shape[-1]).cpu().numpy())
         streams.append(encoder.get_compressed().astype(np.uint32))
         bar.update(len(x))
     bar.close()

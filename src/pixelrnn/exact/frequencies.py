@@ -45,9 +45,10 @@ def coder_weights(logits: torch.Tensor, table: torch.Tensor | None = None) -> to
     free = 2**PRECISION - levels
     top = logits.max(-1, keepdim=True).values
     gap = torch.sub(top, logits).clamp_(max=len(table) - 1).to(torch.int64)  # beyond the table's end E is 0
-    # The first k of the largest logit, as the unique maximum of distinct keys: no tie rule of any device matters.
-    first = ((gap == 0) * torch.arange(levels, 0, -1, device=logits.device)).argmax(-1, keepdim=True)
-    weights = table[gap]  # (..., K) integers up to 2**EXP_BITS
+    # The first k of the largest logit, as the unique minimum of the distinct keys gap * K + k (gap 0 is the
+    # largest logit): no tie rule of any device matters.
+    first = torch.add(torch.arange(levels, device=logits.device), gap, alpha=levels).argmin(-1, keepdim=True)
+    weights = table.index_select(0, gap.reshape(-1)).view(gap.shape)  # (..., K) integers up to 2**EXP_BITS
     total = weights.sum(-1, keepdim=True).to(torch.int64)  # exact: below 2**53 in any order
     scale = torch.div(total.new_tensor(free << SHIFT), total, rounding_mode="floor").to(torch.float64)
     share = weights.mul_(scale.mul_(2.0 ** -SHIFT)).floor_()  # E_k * M * 2**-SHIFT: exact, then floored

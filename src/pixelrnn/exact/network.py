@@ -60,12 +60,11 @@ class Network:
         op = self._op(name, lambda: self.builder.linear(name, q.exp, relu, divisor, in_bound, out_exp, bound))
         if q.exp != op.in_exp or op.relu != relu:
             raise damaged(name, f"expects exponent {op.in_exp}, not {q.exp}")
-        cols = op.columns(q.values) if columns is None else columns
         if op.out_exp is None:  # calibrating: the exact accumulators fix the exponent and give the output
-            acc = op.accumulate(cols)
+            acc = op.accumulate(op.columns(q.values) if columns is None else columns)
             self.builder.calibrate(name, op, acc)
             return Fixed(op.finish(acc), op.out_exp)
-        return Fixed(op(cols), op.out_exp)
+        return Fixed(op.map(q.values) if columns is None else op(columns), op.out_exp)
 
     def linear_sum(self, name: str, terms: list[tuple[str, Fixed]]) -> Fixed:
         """The operation ``name``: the sum of the 1 x 1 maps ``terms`` [(float module name, input)], rescaled once."""

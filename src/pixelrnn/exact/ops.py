@@ -31,6 +31,10 @@ from ..errors import CheckpointError
 from .arith import DTYPE, check_exact, pow2, worst_case
 
 
+# Below this many input features a tap's product is too thin to beat gathering every tap into one product.
+MIN_FEATURES_PER_TAP_PRODUCT = 16
+
+
 def _finish(y: torch.Tensor, relu: bool, bound: int) -> torch.Tensor:
     """The end of every rescaling: floor (the rounding offset is already in), then clamp."""
     return y.floor_().clamp_(0 if relu else -bound, bound)
@@ -101,6 +105,42 @@ class Linear:
             block[:, r0:r1, :c0].zero_()
             block[:, r0:r1, c1:].zero_()
         return cols
+
+    def map(self, x: torch.Tensor) -> torch.Tensor:
+        """The rescaled, clamped outputs (B, H, W, out) of a whole map ``x`` (B, H, W, in).
+
+        A layer of many input features skips the gathered copy of :meth:`columns`: ``x`` is zero-padded once into
+        its padded frame (B, H + top + bottom, W + left + right, in), and in that frame, flattened to rows, the
+        taps of every pixel lie at fixed row offsets (dy * padded width + dx). Each tap's product then reads a
+        contiguous slice of the frame as it is, and the outputs of the pixels that lie in the frame's margins are
+        dropped. Every output sums the same exact integer terms as from :meth:`columns` (the margins read zeros),
+        so the two are equal; a layer of few input features (the image's channels) gathers, where one product of
+        many taps is faster than many thin ones.
+        """
+        if len(self.taps) == 1 or self.in_features < MIN_FEATURES_PER_TAP_PRODUCT:
+            return self(self.columns(x))
+        if self.prepared is None:
+            self.prepare()
+        weight, bias = self.prepared
+        batch, height, width, features = x.shape
+        top, bottom, left, right = self.padding
+        frame_h, frame_w = height + top + bottom, width + left + right
+        frame = torch.nn.functional.pad(x, (0, 0, left, right, top, bottom)).view(-1, features)
+        # The rows of the frame that hold an output pixel, first to last: every tap's row stays inside the frame.
+        first = top * frame_w + left
+        last = (batch - 1) * frame_h * frame_w + (top + height - 1) * frame_w + left + width - 1
+        out = x.new_empty(batch * frame_h * frame_w, weight.shape[1])
+        live = out[first:last + 1]
+        for t, (dy, dx) in enumerate(self.taps):
+            start = first + dy * frame_w + dx
+            rows = frame[start:start + len(live)]
+            w = weight[t * features:(t + 1) * features]
+            if t == 0:
+                torch.addmm(bias, rows, w, out=live)
+            else:
+                live.addmm_(rows, w)
+        inside = out.view(batch, frame_h, frame_w, -1)[:, top:top + height, left:left + width]
+        return torch.floor(inside).clamp_(0 if self.relu else -self.bound, self.bound)
 
     def accumulate(self, cols: torch.Tensor) -> torch.Tensor:
         """The exact integer accumulators (..., out) (calibration only; running uses :meth:`__call__`)."""
@@ -271,14 +311,19 @@ class Add:
 
     def __call__(self, qs) -> torch.Tensor:
         """floor(sum_j x_j * 2**(out_exp - e_j) + offset): each term and partial sum exact (see the proof)."""
-        shift = max(self.in_exps) - self.out_exp
-        first, *rest = qs
-        total = first.values * pow2(self.out_exp - first.exp)
-        if shift > 0:
-            total.add_(0.5)
+        top = max(self.in_exps)
+        shift = top - self.out_exp
+        # The exact integer sum at the finest exponent first (one pass for two terms), then the rescaling.
+        first, *rest = sorted(qs, key=lambda q: -q.values.numel())  # the full-sized term leads: sums broadcast
+        total = first.values * pow2(top - first.exp) if rest == [] or first.exp != top else None
         for q in rest:
-            total = torch.add(total, q.values, alpha=pow2(self.out_exp - q.exp))  # broadcasts (a class bias)
-        return _finish(total, False, self.bound)
+            if total is None:
+                total = torch.add(first.values, q.values, alpha=pow2(top - q.exp))
+            else:
+                total.add_(q.values, alpha=pow2(top - q.exp))
+        if shift > 0:
+            total.add_(pow2(shift - 1))
+        return _finish(total.mul_(pow2(-shift)) if shift else total, False, self.bound)
 
     def check(self, name: str) -> None:
         top = max(self.in_exps)
