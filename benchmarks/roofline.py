@@ -54,8 +54,9 @@ IMAGE_SHAPE, LEVELS = (1, 28, 28), 256
 
 aten = torch.ops.aten
 # The matrix operations as the dispatcher sees them below autograd (linear and matmul arrive as mm/addmm/bmm).
-MATRIX_OPS = {aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten.addbmm, aten.mv, aten.addmv, aten.dot,
-              aten.convolution, aten.convolution_backward}
+# In-place forms (``out.addmm_(a, b)``, accumulating products) count too.
+MATRIX_OPS = {aten.mm, aten.addmm, aten.addmm_, aten.bmm, aten.baddbmm, aten.baddbmm_, aten.addbmm, aten.addbmm_,
+              aten.mv, aten.addmv, aten.addmv_, aten.dot, aten.convolution, aten.convolution_backward}
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def made(value, device: torch.device):
 
 def flops(op, args) -> int:
     """Multiply-adds x 2 of one matrix operation, from its argument specs."""
-    name = op.__name__
+    name = op.__name__.removesuffix("_")
     if name in ("mm", "addmm", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot"):
         a, b = (args[0], args[1]) if name in ("mm", "bmm", "mv", "dot") else (args[1], args[2])
         return 2 * math.prod(a.shape) * (b.shape[-1] if len(b.shape) >= 2 and name not in ("mv", "addmv") else 1)
