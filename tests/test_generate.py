@@ -130,3 +130,20 @@ def test_step_wise_walk_runs_small_steps_on_one_thread_and_restores_the_setting(
         assert generate.step_threads(model, 10**9) == 2  # large steps keep the caller's threads
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_draws_follow_the_categorical_and_never_take_an_impossible_value(temperature):
+    """``distributions.sample`` (inverse transform sampling): each value's share of many draws lies within five
+    standard errors of its probability under the tempered softmax, and a value of probability 0 never comes up."""
+    from pixelrnn.distributions import sample
+    logits = torch.tensor([0.0, -float("inf"), 1.5, -0.5, 2.0, -float("inf")])
+    n = 100_000
+    drawn = sample(logits.expand(n // 4, 4, 6), temperature, torch.Generator().manual_seed(3))
+    assert drawn.shape == (n // 4, 4) and drawn.dtype == torch.long
+    p = torch.softmax(logits.double() / temperature, -1)
+    share = torch.bincount(drawn.flatten(), minlength=6).double() / n
+    assert share[1] == 0 and share[5] == 0
+    assert torch.all((share - p).abs() <= 5 * (p * (1 - p) / n).sqrt() + 1e-12)
+    again = sample(logits.expand(n // 4, 4, 6), temperature, torch.Generator().manual_seed(3))
+    assert torch.equal(drawn, again)  # the same generator, the same draws

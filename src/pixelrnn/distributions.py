@@ -178,5 +178,11 @@ def sample(logits: torch.Tensor, temperature: float = 1.0, generator: torch.Gene
         return logits.argmax(-1)
     logits = logits.double()
     probs = torch.softmax(logits if temperature == 1 else logits / temperature, dim=-1)  # x / 1 is x, bit for bit
-    flat = probs.reshape(-1, probs.shape[-1])
-    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+    # Inverse transform sampling: the first value whose cumulative probability exceeds a uniform draw scaled to the
+    # total. One uniform per categorical, and a search of K sorted values: several times faster than multinomial on
+    # the small batches of a step-wise walk. ``right=True`` passes over values of probability 0 (their cumulative
+    # equals the one before); the clamp keeps a draw that rounds up to the total inside [0, K).
+    cdf = probs.reshape(-1, probs.shape[-1]).cumsum(-1)
+    u = torch.rand(len(cdf), 1, dtype=cdf.dtype, device=cdf.device, generator=generator)
+    drawn = torch.searchsorted(cdf, u.mul_(cdf[:, -1:]), right=True).clamp_(max=cdf.shape[-1] - 1)
+    return drawn.reshape(probs.shape[:-1])
