@@ -7,9 +7,11 @@ as it is measured, to stdout and to ``--out`` (markdown). Sections, in order:
 2. per model, at the paper's CIFAR-10 shape (3x32x32, K = 256) with the paper's size and with a small size:
    training images/s in bf16 and fp32 at batch 16, achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode)
    and that as a fraction of the measured bf16 matmul rate;
-3. time to sample 16 images: the fast step-wise path in full, the naive path on 2 rows, scaled to the image;
-4. the test suite's CUDA-marked tests (pytest -m cuda);
-5. DDP scaling with benchmarks/scaling.py when there is more than one GPU.
+3. the roofline of ``benchmarks/roofline.py`` on the GPU (batch 16 and 64, fp32 and bf16, at its 1x28x28
+   benchmark size): each training step's time against the sum of its matrix products timed alone;
+4. time to sample 16 images: the fast step-wise path in full, the naive path on 2 rows, scaled to the image;
+5. the test suite's CUDA-marked tests (pytest -m cuda);
+6. DDP scaling with benchmarks/scaling.py when there is more than one GPU.
 
     python benchmarks/gpu_check.py                       # on a GPU machine
     python benchmarks/gpu_check.py --device cpu --dry-run  # the same code paths, tiny and quick, on a CPU
@@ -155,6 +157,22 @@ def main() -> int:
                 report(f"| {model_name} | {size_name} | {precision} | {rate:,.1f} | {gflops:,.0f} | "
                        f"{gflops / bf16_rate:.1%} |")
                 del model
+    report()
+
+    report("## Roofline: each training step against its products alone (benchmarks/roofline.py)")
+    report()
+    if left() < 150:
+        report("skipped (deadline)")
+    else:
+        sizes = ["--quick", "--models", "pixelcnn"] if dry else ["--batch-sizes", "16", "64", "--steps", "3"]
+        command = [sys.executable, str(ROOT / "benchmarks" / "roofline.py"), "--device", str(device),
+                   "--data", "random", *sizes]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=max(30, left() / 3))
+            report(result.stdout.strip() if result.returncode == 0 else
+                   f"roofline.py failed (status {result.returncode}): {result.stderr.strip().splitlines()[-1:]}")
+        except subprocess.TimeoutExpired:
+            report("the roofline did not finish in its share of the time left")
     report()
 
     report(f"## Sampling 16 images, {shape[0]}x{shape[1]}x{shape[2]}, small size, fp32")

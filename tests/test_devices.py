@@ -123,6 +123,7 @@ def test_gpu_check_runs_its_code_paths_on_a_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     table = (tmp_path / "check.md").read_text()
     assert "| diagonal_bilstm | small | fp32 |" in table and "## Sampling" in table
+    assert "| pixelcnn | 16 | fp32 |" in table.split("## Roofline")[1]  # the roofline section has its rows
     if not torch.cuda.is_available():
         result = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "none.md")],
                                 capture_output=True, text=True, timeout=120, env=env)
