@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..devices import eval_batch_size, num_threads, threads_for_steps
+from ..devices import num_threads, threads_for_steps
 from ..errors import CodecError
 from .model import IntegerModel
 
@@ -50,7 +50,7 @@ def encode_streams(integer: IntegerModel, images: torch.Tensor, labels: torch.Te
     """One stream (uint32 words) per group of ``batch`` images, in order."""
     device = integer.device
     c, i, j = _order_index(integer, device)  # the symbols in coding order
-    per_pass = eval_batch_size(device)  # images per full pass: as evaluate scores them, for the same reason
+    per_pass = integer.pass_images()  # images per full pass: only speed depends on it
     streams = []
     bar = tqdm(total=len(images), desc="compressing", unit="image", disable=None if progress else True, leave=False)
     for group in _groups(len(images), batch):

@@ -23,6 +23,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import eval_batch_size
 from .arith import DTYPE
 from .frequencies import EXP_BITS, LOGIT_EXP, coder_weights
 from .network import Network
@@ -54,6 +55,11 @@ class IntegerModel:
     """Base class of the integer families: ``family`` names the float family it stands for."""
 
     family: ClassVar[str]
+    # Images per full pass of the encoder on a CPU. Only speed depends on it: a pass's float64 maps should stay
+    # near the CPU's caches, and a recurrent pass's per-row operations want enough images to amortise their calls.
+    # Measured on one core (Intel Xeon), encoding 256 Fashion-MNIST images: the PixelCNN 1.4x faster at 2 images
+    # than at 16, the Row LSTM 1.1x at 4; the Diagonal BiLSTM is fastest at 16.
+    cpu_pass_images: ClassVar[int] = 16
 
     def __init__(self, config: dict[str, Any], settings: Settings, ops: dict[str, Op], info: dict[str, Any],
                  prefix: str = ""):
@@ -103,6 +109,10 @@ class IntegerModel:
         if self.config.get("grouping", "contiguous") == "contiguous":
             return logits.view(*logits.shape[:-1], c, k)
         return logits.view(*logits.shape[:-1], k, c).transpose(-1, -2)
+
+    def pass_images(self) -> int:
+        """Images per full pass of the encoder: ``cpu_pass_images`` on a CPU, as many as evaluation takes on a GPU."""
+        return self.cpu_pass_images if self.device.type == "cpu" else eval_batch_size(self.device)
 
     def check_labels(self, y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         if not self.num_classes:

@@ -51,6 +51,10 @@ class IntegerMultiScale(IntegerModel):
         self.conditional = _form(conditional)(conditional, settings, ops, info, prefix + "conditional.")
         self.factor = self.image_shape[1] // self.small.image_shape[1]
 
+    def pass_images(self) -> int:
+        """As the conditional model's: its pass over the full-size image is the larger part of the work."""
+        return self.conditional.pass_images()
+
     def place(self, device: torch.device, table: torch.Tensor) -> None:
         super().place(device, table)
         self.small.place(device, table)
