@@ -55,11 +55,12 @@ class IntegerModel:
     """Base class of the integer families: ``family`` names the float family it stands for."""
 
     family: ClassVar[str]
-    # Images per full pass of the encoder on a CPU. Only speed depends on it: a pass's float64 maps should stay
-    # near the CPU's caches, and a recurrent pass's per-row operations want enough images to amortise their calls.
-    # Measured on one core (Intel Xeon), encoding 256 Fashion-MNIST images: the PixelCNN 1.4x faster at 2 images
-    # than at 16, the Row LSTM 1.1x at 4; the Diagonal BiLSTM is fastest at 16.
-    cpu_pass_images: ClassVar[int] = 16
+    # Bytes of its widest float64 map that a full pass of the encoder holds on a CPU: only speed depends on it. A
+    # pass's maps should stay near the CPU's caches, and a recurrent pass's per-row operations want enough images to
+    # amortise their calls. Measured on one core (Intel Xeon), encoding 256 Fashion-MNIST images (a widest map of
+    # 1.6 MB an image): the PixelCNN 1.4x faster at 2 images a pass than at 16, the Row LSTM 1.1x at 4; the Diagonal
+    # BiLSTM is fastest at 16. Small images take many per pass (8 x 8 digits: 64), so per-pass calls stay few.
+    cpu_pass_bytes: ClassVar[int] = 32 << 20
 
     def __init__(self, config: dict[str, Any], settings: Settings, ops: dict[str, Op], info: dict[str, Any],
                  prefix: str = ""):
@@ -111,8 +112,14 @@ class IntegerModel:
         return logits.view(*logits.shape[:-1], k, c).transpose(-1, -2)
 
     def pass_images(self) -> int:
-        """Images per full pass of the encoder: ``cpu_pass_images`` on a CPU, as many as evaluation takes on a GPU."""
-        return self.cpu_pass_images if self.device.type == "cpu" else eval_batch_size(self.device)
+        """Images per full pass of the encoder: on a CPU as many as ``cpu_pass_bytes`` of the widest map hold (1 to
+        256), on a GPU as many as evaluation takes."""
+        if self.device.type != "cpu":
+            return eval_batch_size(self.device)
+        _, height, width = self.image_shape
+        own = [op for name, op in self.ops.items() if name.startswith(self.net.prefix) and isinstance(op, Linear)]
+        widest = max((op.weight.shape[1] for op in own), default=1)
+        return max(1, min(256, self.cpu_pass_bytes // (8 * height * width * widest)))
 
     def check_labels(self, y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         if not self.num_classes:

@@ -25,7 +25,7 @@ class IntegerPixelCNN(IntegerModel):
     """:class:`pixelrnn.models.pixelcnn.PixelCNN` in integers."""
 
     family = "pixelcnn"
-    cpu_pass_images = 2  # its maps are wide (2h features) and its passes few: small passes stay in the caches
+    cpu_pass_bytes = 4 << 20  # few operations a pass, each a pass over memory: small passes stay in the caches
 
     def body(self, net: Network, conv, u: Fixed, biases: list[Fixed | None]) -> Fixed:
         """The network on the image integers ``u`` (a map, or one pixel): logits (..., C*K)."""

@@ -22,7 +22,7 @@ class IntegerRowLSTM(IntegerRecurrent):
     """:class:`pixelrnn.models.row_lstm.RowLSTM` in integers."""
 
     family = "row_lstm"
-    cpu_pass_images = 4
+    cpu_pass_bytes = 8 << 20
 
     def layer_map(self, net: Network, k: int, stream: Fixed, bias: Fixed | None) -> Fixed:
         name, kernel = f"lstm_layers.{k}", self.config["kernel"]
