@@ -225,3 +225,10 @@ def test_a_sum_of_terms_is_rescaled_as_python_integers_would():
                 shift = top - out_exp
                 r = (s + (1 << (shift - 1))) >> shift if shift > 0 else s << -shift
                 assert value == max(-2**14, min(2**14, r))
+
+
+@pytest.mark.parametrize("shift", [5, 0, -3])
+def test_rescaling_in_place_gives_the_same_integers(shift):
+    acc = torch.randint(-2**40, 2**40, (1000,), generator=torch.Generator().manual_seed(shift + 9)).double()
+    expected = arith.rescale(acc, shift, 2**30)
+    assert torch.equal(arith.rescale_(acc.clone(), shift, 2**30), expected)

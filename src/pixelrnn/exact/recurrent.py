@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .arith import Fixed, rescale
+from .arith import Fixed, rescale, rescale_
 from .layers import conditioning, head
 from .model import IntegerModel
 from .network import Network
@@ -42,9 +42,9 @@ def lstm_cell(pre: torch.Tensor, cell: torch.Tensor, sigmoid: torch.Tensor,
     gates = lookup(sigmoid, pre[..., :3 * hid])  # (..., 3h): o, f, i as 15-bit fractions
     o, f, i = gates[..., :hid], gates[..., hid:2 * hid], gates[..., 2 * hid:]
     g = lookup(tanh, pre[..., 3 * hid:])
-    c = rescale(torch.addcmul(f * cell, i, g), T_OUT + T_OUT - C_EXP, C_BOUND)  # products at exponent 30
+    c = rescale_(torch.addcmul(f * cell, i, g), T_OUT + T_OUT - C_EXP, C_BOUND)  # products at exponent 30
     squashed = lookup(tanh, rescale(c, C_EXP - T_IN, GATE_BOUND))
-    h = rescale(o * squashed, T_OUT + T_OUT - H_EXP, 2**H_EXP)
+    h = rescale_(squashed.mul_(o), T_OUT + T_OUT - H_EXP, 2**H_EXP)
     return h, c
 
 

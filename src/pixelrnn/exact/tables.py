@@ -105,4 +105,5 @@ def lookup(table: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     """An odd-centred table (sigmoid, tanh) at the integers ``n`` (float64), clamped to its ends; in the table's
     dtype (float64 tables give float64 values, exactly: every entry is an integer below 2**53)."""
     half = (len(table) - 1) // 2
-    return table[n.clamp(-half, half).add_(half).to(torch.int64)]
+    index = n.clamp(-half, half).add_(half).to(torch.int64)
+    return table.index_select(0, index.reshape(-1)).view(index.shape)  # a gather; several times table[index]'s speed
