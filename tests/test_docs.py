@@ -338,7 +338,7 @@ def script_parser(script: str, monkeypatch) -> argparse.ArgumentParser:
         with monkeypatch.context() as m:
             m.setattr(argparse.ArgumentParser, "parse_args", capture)
             m.setattr(sys, "argv", [str(path)])
-            m.setattr(sys, "path", list(sys.path))
+            m.setattr(sys, "path", [str(path.parent), *sys.path])  # as `python benchmarks/X.py` puts its folder first
             with pytest.raises(_Parsed):
                 runpy.run_path(str(path), run_name="__main__")
         _script_parsers[script] = found[0]
