@@ -9,8 +9,10 @@ around it (convolutions, the weights' gradients) on the caller's threads.
 For each model (1x28x28, K = 256, 7 layers, h = 64, head 64, a full training step: forward, backward, RMSProp) this
 times the median step four ways: quiet and with one core busy (a process spinning beside this one), each with the
 scans' thread choice and with every scan on the caller's threads (as before the choice). The last columns are the
-busy / quiet ratios; the target is a busy step within 2x of a quiet one. Run it on an otherwise quiet machine, with
-two or more threads (the header says how many).
+busy / quiet ratios; the target is a busy step within 2x of a quiet one. Last, with one core busy, the steps of
+``pixelrnn train --threads fit`` (:mod:`pixelrnn.threads`: the thread count follows the cores the other processes
+leave free), against a quiet step on all threads. Run it on an otherwise quiet machine, with two or more threads
+(the header says how many).
 
     python benchmarks/threads_under_load.py [--models ...] [--batch-size 16] [--precision fp32] [--threads 2]
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -29,8 +32,12 @@ import torch
 from pixelrnn import devices
 from pixelrnn.allocator import tune
 from pixelrnn.benchmark import train_speed
-from pixelrnn.devices import cpu_name
+from pixelrnn.config import TrainConfig
+from pixelrnn.devices import cpu_name, num_threads
 from pixelrnn.models import build_model
+from pixelrnn.precision import resolve_precision
+from pixelrnn.threads import ThreadFitter
+from pixelrnn.train import make_optimizer, train_step
 
 MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm")
 OPTIONS = dict(layers=7, hidden=64, head=64)
@@ -60,6 +67,27 @@ def scan_threads(choose: bool):
         devices.SMALL_STEP_FLOPS = small
 
 
+def fitted_step_seconds(model, batches, precision: str, warmup: int, steps: int) -> tuple[float, int]:
+    """Median training step with ``pixelrnn train --threads fit``'s fitter looking at the load between steps (every
+    second here), after ``warmup`` steps and its first look; and the thread count it settled on."""
+    precision = resolve_precision(precision, batches[0].device)
+    optimizer = make_optimizer(TrainConfig(lr=1e-4), model.parameters())
+    with num_threads(torch.get_num_threads()):  # the fitter changes the count: put it back afterwards
+        fitter = ThreadFitter(torch.get_num_threads(), every_s=1.0)
+        began, times, k = time.monotonic(), [], 0
+        while len(times) < steps:
+            start = time.perf_counter()
+            train_step(model, optimizer, [(batches[k % len(batches)], None)], precision, TrainConfig.grad_clip)
+            seconds = time.perf_counter() - start
+            looked = time.monotonic() - began >= fitter.every_s
+            if k >= warmup and looked and fitter.between_steps() is None:  # a step on settled threads
+                times.append(seconds)
+            elif looked:
+                fitter.between_steps()
+            k += 1
+        return statistics.median(times), fitter.threads
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
@@ -76,7 +104,8 @@ def main() -> None:
     print(f"{cpu_name()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads, batch {args.batch_size}, "
           f"precision {args.precision}, load average before {load} (1, 5, 15 min)\n", flush=True)
     print("| model | quiet, chosen s | quiet, all threads s | busy, chosen s | busy, all threads s | "
-          "busy / quiet, chosen | busy / quiet, all threads |\n|---|---|---|---|---|---|---|", flush=True)
+          "busy / quiet, chosen | busy / quiet, all threads | busy, --threads fit s (threads) | "
+          "busy, fit / quiet, all threads |\n|---|---|---|---|---|---|---|---|---|", flush=True)
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randint(0, 256, (args.batch_size, 1, 28, 28), generator=gen) for _ in range(2)]
     for name in args.models:
@@ -89,9 +118,12 @@ def main() -> None:
                     with scan_threads(choose):
                         result = train_speed(model, batches, args.precision, warmup=args.warmup, steps=args.steps)
                     seconds[busy, choose] = result["step_seconds"]
+                if busy:
+                    fitted, settled = fitted_step_seconds(model, batches, args.precision, args.warmup, args.steps)
         print(f"| {name} | {seconds[False, True]:.3f} | {seconds[False, False]:.3f} | {seconds[True, True]:.3f} | "
               f"{seconds[True, False]:.3f} | {seconds[True, True] / seconds[False, True]:.2f}x | "
-              f"{seconds[True, False] / seconds[False, False]:.2f}x |", flush=True)
+              f"{seconds[True, False] / seconds[False, False]:.2f}x | {fitted:.3f} ({settled}) | "
+              f"{fitted / seconds[False, False]:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from . import distributed
 from .budget import check_training_fits
 from .config import TrainConfig, check_kernels
 from .data import ImageData, load_dataset
-from .devices import resolve_device, tf32, to_device
+from .devices import num_threads, resolve_device, tf32, to_device
 from .distributions import bits_per_dim
 from .errors import CheckpointError, ConfigError, no_empty_folders_on_failure
 from .evaluate import evaluate
@@ -44,6 +44,7 @@ from .models import AutoregressiveModel, build_model
 from .precision import autocast, check_precision, resolve_precision
 from .run_lock import locked
 from .signals import StopSignals
+from .threads import ThreadFitter
 from .train_report import estimate_line, first_lines
 from .train_state import TrainState, check_run_folder, lr_factor
 
@@ -315,7 +316,8 @@ class TrainLoop:
 
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, time_limit: float | None = None,
-          device: str | torch.device | None = None, verify: bool = True) -> TrainResult:
+          device: str | torch.device | None = None, verify: bool = True,
+          threads: int | str | None = None) -> TrainResult:
     """Train a model as ``config`` says, in ``run_dir``.
 
     Args:
@@ -329,11 +331,15 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         device: where to train: "auto" (the default: CUDA when available), "cpu", "cuda", "cuda:N" or a
             torch.device. Under torchrun every rank calls this with the same arguments.
         verify: check the resumed checkpoint's weights against their recorded sha256.
+        threads: intra-op threads on a CPU: a count, "fit" (the cores other processes leave free, looked at every
+            few seconds: :mod:`pixelrnn.threads`; the floats then depend on the load), or None (torch's setting).
+            The caller's setting is restored at the end.
 
     Returns:
         How it went (:class:`TrainResult`): the step reached, why it stopped, the last figures and checkpoint.
     """
     run = ckpt.RunFolder(run_dir)
+    fitter = _thread_setting(threads)
     device = device if isinstance(device, torch.device) else resolve_device(device)
     check_precision(config.precision, device)
     distributed.check_split(config.batch_size, config.grad_accum, distributed.world_size())
@@ -343,13 +349,24 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     # Rank 0, the one writer, holds the folder for the whole training: a second training there is refused. A new
     # run that fails before its first checkpoint leaves nothing behind: not its files, nor the folders made for it.
     with (no_empty_folders_on_failure(run.root) if main else nullcontext(),
-          locked(run.root) if main else nullcontext()):
+          locked(run.root) if main else nullcontext(),
+          num_threads(threads if isinstance(threads, int) else torch.get_num_threads())):
         try:
-            return _train(config, run, resume, progress, stop_after, time_limit, device, verify, launcher)
+            return _train(config, run, resume, progress, stop_after, time_limit, device, verify, launcher,
+                          fitter if device.type == "cpu" else None)
         except BaseException:
             if new and not run.has_checkpoint():
                 _discard(run)
             raise
+
+
+def _thread_setting(threads: int | str | None) -> ThreadFitter | None:
+    """Check ``train``'s ``threads``; a :class:`ThreadFitter` for "fit"."""
+    if threads is None or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+        return None
+    if threads == "fit":
+        return ThreadFitter(torch.get_num_threads())
+    raise ConfigError(f"threads must be a count of at least 1 or 'fit', not {threads!r}")
 
 
 def _discard(run: ckpt.RunFolder) -> None:
@@ -363,7 +380,8 @@ def _discard(run: ckpt.RunFolder) -> None:
 
 
 def _train(config: TrainConfig, run: ckpt.RunFolder, resume: bool, progress: bool, stop_after: int | None,
-           time_limit: float | None, device: torch.device, verify: bool, launcher: int | None) -> TrainResult:
+           time_limit: float | None, device: torch.device, verify: bool, launcher: int | None,
+           fitter: ThreadFitter | None) -> TrainResult:
     """:func:`train` once the run folder is held."""
     check_run_folder(run, config, resume)
     data = _load_data(config)
@@ -385,7 +403,7 @@ def _train(config: TrainConfig, run: ckpt.RunFolder, resume: bool, progress: boo
                disable=None if progress and loop.main else True)
     try:
         with StopSignals() as signals:  # SIGTERM or SIGUSR1: stop after this step, with a checkpoint
-            _loop(loop, bar, stop_after, time_limit, signals, launcher)
+            _loop(loop, bar, stop_after, time_limit, signals, launcher, fitter)
         loop.finish()
     except KeyboardInterrupt:
         loop.save()  # an interrupted run resumes from where it stopped
@@ -397,12 +415,16 @@ def _train(config: TrainConfig, run: ckpt.RunFolder, resume: bool, progress: boo
 
 
 def _loop(loop: TrainLoop, bar, stop_after: int | None, time_limit: float | None, signals: StopSignals,
-          launcher: int | None) -> None:
-    """Step until the run is done or told to stop (``launcher``: torchrun's PID, see :mod:`pixelrnn.distributed`)."""
+          launcher: int | None, fitter: ThreadFitter | None = None) -> None:
+    """Step until the run is done or told to stop (``launcher``: torchrun's PID, see :mod:`pixelrnn.distributed`;
+    ``fitter``: the threads of ``--threads fit``)."""
     config, total_steps = loop.config, loop.total_steps
     while loop.step < total_steps:
         loop.advance()
         bar.update(1)
+        if fitter is not None and (threads := fitter.between_steps()) is not None and loop.main:
+            held = "other processes keep cores busy" if threads < fitter.most else "the other processes are gone"
+            bar.write(f"step {loop.step}: {held}: training on {threads} of {fitter.most} threads")
         if (estimate := loop.estimate(stop_after)) is not None:
             bar.write(estimate)
         if loop.step % config.log_every == 0 or loop.step == total_steps:

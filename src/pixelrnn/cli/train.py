@@ -7,6 +7,7 @@ to go on.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 
@@ -49,6 +50,10 @@ def add_train(sub, shared: Shared) -> None:
     p.add_argument("--checkpoint-every", type=count, help="steps between checkpoints (default: the preset's, else "
                                                           f"{TrainConfig.checkpoint_every})")
     p.add_argument("--time-limit", type=positive, metavar="MINUTES", help="stop (with a checkpoint) after this long")
+    p.add_argument("--threads", type=thread_count, metavar="N|fit",
+                   help="intra-op threads on a CPU (default: torch's, every core); fit: the cores other processes "
+                        "leave free, looked at every few seconds (faster on a shared machine; the floats then "
+                        "depend on the load, so another run does not repeat them bit for bit)")
     p.add_argument("--image-size", type=count, help="resize folder:PATH images to this size")
     p.add_argument("--class-conditional", action="store_true",
                    help="condition on the data set's class labels (a learned bias per class in every layer)")
@@ -59,6 +64,15 @@ def add_train(sub, shared: Shared) -> None:
     p.add_argument("--compile", action="store_true", default=None, help="run the model through torch.compile")
     p.add_argument("--show", action="store_true", help="print the full configuration and exit without training")
     p.set_defaults(func=cmd_train)
+
+
+def thread_count(text: str) -> int | str:
+    """An argparse type: a whole number of threads of at least 1, or "fit"."""
+    if text == "fit":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"must be a number of threads (1 or more) or 'fit', not {text!r}")
 
 
 def _base_config(args, run: RunFolder) -> dict:
@@ -98,7 +112,7 @@ def cmd_train(args) -> int:
     with distributed.session(args.device) as device:  # under torchrun: join the job, leave it at the end
         warn_if_emulated(config.precision, device)
         result = train(config, run.root, resume=args.resume, progress=not args.quiet, time_limit=time_limit,
-                       device=device, verify=not args.no_verify)
+                       device=device, verify=not args.no_verify, threads=args.threads)
     if not distributed.is_main():
         return EXIT_STATUS if result.stopped == "terminated" else 0
     return _report(result, config, run, args)
