@@ -61,6 +61,20 @@ def test_labels_for_an_unconditional_model_or_out_of_range_are_errors():
         conditional(torch.zeros(1, 1, 3, 3, dtype=torch.long), torch.tensor([3]))
 
 
+def test_evaluate_checks_every_label_before_it_scores_a_batch(monkeypatch):
+    """An out-of-range label among many is refused before the first batch is scored: on a GPU the batches' labels
+    are not read back, and a bad one would end in a device-side assert."""
+    from pixelrnn.evaluate import evaluate
+    model = conditional_model("pixelcnn", (1, 3, 3), 2)
+    scored = []
+    monkeypatch.setattr(model, "log_prob", lambda x, y=None: scored.append(len(x)) or torch.zeros(len(x)))
+    labels = torch.zeros(40, dtype=torch.long)
+    labels[37] = 3
+    with pytest.raises(pixelrnn.PixelRNNError, match=r"\[0, 3\)"):
+        evaluate(model, torch.zeros(40, 1, 3, 3, dtype=torch.long), labels, batch_size=8)
+    assert scored == []
+
+
 def test_multiscale_is_normalised_on_4x4_with_a_2x2_small_image():
     model = tiny_model("multiscale", (1, 4, 4), 2, gain=2.0, small=2)
     images = every_image((1, 4, 4), 2)

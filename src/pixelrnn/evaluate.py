@@ -49,6 +49,10 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, ba
         raise ConfigError(f"batch_size (--batch-size) must be at least 1, e.g. 16, not {batch_size}")
     if len(images) == 0:
         raise ConfigError("there are no images to evaluate; check --limit and the data set")
+    if labels is not None and model.settings.num_classes:
+        # Checked once, before any batch: on a GPU the per-batch path reads no label back (that would stop the
+        # device every batch), and an out-of-range one would end in a device-side assert instead of this message.
+        model.check_labels(labels)
     precision = resolve_precision(precision, model.device)
     score = torch.compile(model.log_prob) if compile else model.log_prob
     total, count, start = 0.0, 0, time.perf_counter()
