@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
 
@@ -38,21 +36,10 @@ from pixelrnn.models import build_model
 from pixelrnn.precision import resolve_precision
 from pixelrnn.threads import ThreadFitter
 from pixelrnn.train import make_optimizer, train_step
+from sample_speed import busy_core  # the same spinner as the sampling benchmark's
 
 MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm")
 OPTIONS = dict(layers=7, hidden=64, head=64)
-
-
-@contextmanager
-def one_core_busy():
-    """A process spinning on one core for the duration of the block (ended by its own id)."""
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.5)  # let it start spinning
-        yield
-    finally:
-        spinner.kill()
-        spinner.wait()
 
 
 @contextmanager
@@ -113,7 +100,7 @@ def main() -> None:
         model = build_model(name, (1, 28, 28), 256, **OPTIONS)
         seconds = {}
         for busy in (False, True):
-            with one_core_busy() if busy else nullcontext():
+            with busy_core(busy):
                 for choose in (True, False):
                     with scan_threads(choose):
                         result = train_speed(model, batches, args.precision, warmup=args.warmup, steps=args.steps)

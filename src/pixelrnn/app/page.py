@@ -46,6 +46,20 @@ def guarded(outputs: int):
     return wrap
 
 
+def image_picker(tab: str):
+    """The row that brings an image into a tab: an upload, or a test image by its index and a button.
+
+    Returns:
+        (upload, index, pick), with element ids ``TAB-upload``, ``TAB-index`` and ``TAB-pick``.
+    """
+    with gr.Row():
+        upload = gr.File(label="upload an image", file_types=["image"], elem_id=f"{tab}-upload")
+        with gr.Column():
+            index = gr.Number(value=0, precision=0, label="test image", elem_id=f"{tab}-index")
+            pick = gr.Button("Use this test image", elem_id=f"{tab}-pick")
+    return upload, index, pick
+
+
 def build(initial: str | None = None, device: str = "cpu") -> gr.Blocks:
     """The page. ``initial``: the model chosen at first (a shipped name or a run folder); ``device``: where the
     models run (compression always runs on the CPU, as the codec requires)."""
@@ -96,11 +110,7 @@ def build(initial: str | None = None, device: str = "cpu") -> gr.Blocks:
                         "and draw completions. The model draws in raster order and conditions on the values before "
                         "each one: the known pixels below the first hidden one are kept but cannot shape the draws.")
             original = gr.State(None)
-            with gr.Row():
-                upload = gr.File(label="upload an image", file_types=["image"], elem_id="complete-upload")
-                with gr.Column():
-                    index = gr.Number(value=0, precision=0, label="test image", elem_id="complete-index")
-                    pick = gr.Button("Use this test image", elem_id="complete-pick")
+            upload, index, pick = image_picker("complete")
             editor = gr.ImageEditor(label="paint the region to hide", type="numpy", image_mode="RGBA", sources=[],
                                     layers=False, transforms=[], elem_id="complete-editor",
                                     brush=gr.Brush(colors=[PAINT], default_color=PAINT, color_mode="fixed",
@@ -173,11 +183,7 @@ def build(initial: str | None = None, device: str = "cpu") -> gr.Blocks:
                         "order. Click a pixel of the image for the model's distribution there, given the values "
                         "before it, with the image's own value marked.")
             explained = gr.State(None)
-            with gr.Row():
-                explain_upload = gr.File(label="upload an image", file_types=["image"], elem_id="explain-upload")
-                with gr.Column():
-                    explain_index = gr.Number(value=0, precision=0, label="test image", elem_id="explain-index")
-                    explain_pick = gr.Button("Use this test image", elem_id="explain-pick")
+            explain_upload, explain_index, explain_pick = image_picker("explain")
             with gr.Row():
                 clickable = gr.Image(label="the image: click a pixel", interactive=False, elem_id="explain-view")
                 bits = gr.Image(label="bit map", type="pil", interactive=False, elem_id="explain-map")
