@@ -84,7 +84,9 @@ def complete(model, x: torch.Tensor, known: torch.Tensor, temperature: float = 1
         raise PixelRNNError(f"the known-mask of shape {tuple(known.shape)} does not broadcast to {tuple(x.shape)}")
     x.masked_fill_(~known, 0)  # unknown values must not leak into anything, even by accident
     y = model.check_labels(y, len(x))
-    with eval_mode(model), torch.no_grad():
+    # Inference mode, for both methods: the step-wise walk is thousands of small operations, each spared autograd's
+    # bookkeeping (about a seventh of the PixelCNN's sampling time). x, made above, stays an ordinary tensor.
+    with eval_mode(model), torch.inference_mode():
         run = _complete_fast if method == "fast" else _complete_naive
         return run(model, x, known, temperature, generator, progress, y)
 

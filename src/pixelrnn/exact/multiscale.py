@@ -97,7 +97,7 @@ class IntegerMultiScale(IntegerModel):
     def walk(self, x, choose, y=None, progress=False, desc="decoding"):
         """The small image in its own order, then the rest given it (see ``IntegerModel.walk``)."""
         f = self.factor
-        with torch.no_grad():
+        with torch.inference_mode():  # as IntegerModel.walk; x, made outside, stays an ordinary tensor
             small = x[:, :, ::f, ::f].clone()
             self.small.walk(small, lambda c, i, j, weights: choose(c, i * f, j * f, weights), y, progress, desc)
             x[:, :, ::f, ::f] = small
