@@ -57,14 +57,18 @@ class Network:
         given ``out_exp``/``bound`` replaces the calibrated exponent and the activation range.
         """
         name = self.prefix + name
-        op = self._op(name, lambda: self.builder.linear(name, q.exp, relu, divisor, in_bound, out_exp, bound))
+        op = self.ops.get(name)
+        if op is None:
+            op = self._op(name, lambda: self.builder.linear(name, q.exp, relu, divisor, in_bound, out_exp, bound))
         if q.exp != op.in_exp or op.relu != relu:
             raise damaged(name, f"expects exponent {op.in_exp}, not {q.exp}")
         if op.out_exp is None:  # calibrating: the exact accumulators fix the exponent and give the output
             acc = op.accumulate(op.columns(q.values) if columns is None else columns)
             self.builder.calibrate(name, op, acc)
             return Fixed(op.finish(acc), op.out_exp)
-        return Fixed(op.map(q.values) if columns is None else op(columns), op.out_exp)
+        if columns is not None or len(op.taps) == 1:  # gathered taps, or a 1 x 1 map: the product as it is
+            return Fixed(op(q.values if columns is None else columns), op.out_exp)
+        return Fixed(op.map(q.values), op.out_exp)
 
     def linear_sum(self, name: str, terms: list[tuple[str, Fixed]]) -> Fixed:
         """The operation ``name``: the sum of the 1 x 1 maps ``terms`` [(float module name, input)], rescaled once."""
@@ -81,7 +85,7 @@ class Network:
         """The sum of ``qs`` (broadcast), rescaled to the operation's exponent; ``in_bound`` (when it is built): the
         largest |term|, if not an activation's."""
         name = self.prefix + name
-        op = self._op(name, lambda: self.builder.add(name, qs, in_bound))
+        op = self.ops.get(name) or self._op(name, lambda: self.builder.add(name, qs, in_bound))
         if tuple(q.exp for q in qs) != op.in_exps:
             raise damaged(name, f"expects exponents {op.in_exps}")
         if op.out_exp is None:

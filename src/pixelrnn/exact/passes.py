@@ -32,12 +32,16 @@ class PixelCaches:
     """Every layer at one pixel, (i, j), from caches of its input; ``at(i, j)`` moves to a pixel.
 
     A cache is (B, rows, columns * features): a row's features lie side by side, so the taps of one row at a pixel
-    are one slice, read as a view and fed to one product (:meth:`.ops.Linear.rows`).
+    are one slice, read as a view and fed to one product (:meth:`.ops.Linear.rows`). The taps of the rows above a
+    pixel read values that are all known once its row begins, so they are summed for every pixel of the row at
+    once, at its first pixel (one product per row above, over all W windows; the row's bias in it too); a pixel
+    then adds only its own row's taps. The sums are exact, so they are those of the full pass, in another order.
     """
 
     def __init__(self, net: Network, batch: int, height: int, width: int, device: torch.device):
         self.net, self.batch, self.height, self.width, self.device = net, batch, height, width, device
-        self.caches: dict[str, tuple[torch.Tensor, list, int, int, int]] = {}
+        self.caches: dict[str, tuple] = {}
+        self.partials: dict[str, tuple[int, tuple[torch.Tensor, ...]]] = {}  # name -> (row, W x (B, out))
         self.i = self.j = 0
 
     def at(self, i: int, j: int) -> PixelCaches:
@@ -52,26 +56,48 @@ class PixelCaches:
                 raise ValueError(f"{name} reads rows below its pixel; it cannot run one pixel at a time")
             cache = torch.zeros(self.batch, self.height + top, (self.width + left + right) * features,
                                 dtype=torch.float64, device=self.device)
-            self.caches[name] = (cache, op.rows(), top, left, features)
+            rows = op.rows()
+            above = [r for r in rows if r[0] < 0]
+            own = next((r for r in rows if r[0] == 0), None)
+            self.caches[name] = (cache, op, above, own, top, left, features)
         return self.caches[name]
 
     def store(self, name: str, values: torch.Tensor, i: int, j: int) -> None:
         """Write one pixel's input features (B, in) of layer ``name`` into its cache."""
-        cache, _, top, left, features = self._cache(name, values.shape[-1])
+        cache, _, _, _, top, left, features = self._cache(name, values.shape[-1])
         cache[:, i + top, (j + left) * features:(j + left + 1) * features] = values
+
+    def _row_partials(self, name: str) -> tuple[torch.Tensor, ...]:
+        """Per column of row i, the layer's bias plus its taps in the rows above: W x (B, out)."""
+        held = self.partials.get(name)
+        if held is not None and held[0] == self.i:
+            return held[1]
+        cache, op, above, _, top, left, features = self.caches[name]
+        bias = op.prepared[1]
+        total = None
+        for dy, lo, hi, weight in above:
+            row = cache[:, self.i + top + dy]  # (B, columns * features): complete before row i starts
+            windows = row.unfold(1, (hi - lo + 1) * features, features)[:, left + lo:left + lo + self.width]
+            flat = windows.transpose(0, 1).reshape(self.width * self.batch, -1)  # (W B, taps of the row)
+            total = torch.addmm(bias, flat, weight) if total is None else total.addmm_(flat, weight)
+        if total is None:  # no row above: the bias alone
+            total = bias.expand(self.width * self.batch, -1)
+        partials = total.view(self.width, self.batch, -1).unbind()
+        self.partials[name] = (self.i, partials)
+        return partials
 
     def conv(self, name: str, q: Fixed, relu: bool = False, **build) -> Fixed:
         """``build`` (how an operation is made) is unused: a step-wise pass runs a finished model."""
-        op = self.net.op(name)
+        cache, op, _, own, top, left, features = self._cache(name, q.values.shape[-1])
         if q.exp != op.in_exp or op.relu != relu:
             raise ValueError(f"{name} does not take this input")
         self.store(name, q.values, self.i, self.j)
-        cache, rows, top, left, features = self.caches[name]
-        total = None
-        for dy, lo, hi, weight in rows:
-            row = cache[:, self.i + top + dy, (self.j + left + lo) * features:(self.j + left + hi + 1) * features]
-            total = torch.addmm(op.prepared[1], row, weight) if total is None else total.addmm_(row, weight)
-        return Fixed(op.finish_prepared(total), op.out_exp)
+        partial = self._row_partials(name)[self.j]
+        if own is None:
+            return Fixed(op.finish_prepared(partial.clone()), op.out_exp)
+        _, lo, hi, weight = own
+        row = cache[:, self.i + top, (self.j + left + lo) * features:(self.j + left + hi + 1) * features]
+        return Fixed(op.finish_prepared(torch.addmm(partial, row, weight)), op.out_exp)
 
 
 def at_pixel(q: Fixed | None, i: int, j: int) -> Fixed | None:
