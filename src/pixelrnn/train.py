@@ -401,16 +401,19 @@ def _train(config: TrainConfig, run: ckpt.RunFolder, resume: bool, progress: boo
     # under torchrun, rank 0's bar only.
     bar = tqdm(total=total_steps, initial=loop.step, desc="training", unit="step",
                disable=None if progress and loop.main else True)
-    try:
-        with StopSignals() as signals:  # SIGTERM or SIGUSR1: stop after this step, with a checkpoint
+    # SIGTERM or SIGUSR1: stop after this step, with a checkpoint. The handlers stay until the last checkpoint is
+    # written: under torchrun a worker may see its launcher gone (and stop) just before the kernel's parent-death
+    # SIGTERM arrives, which must not then kill it in the middle of that checkpoint.
+    with StopSignals() as signals:
+        try:
             _loop(loop, bar, stop_after, time_limit, signals, launcher, fitter)
-        loop.finish()
-    except KeyboardInterrupt:
-        loop.save()  # an interrupted run resumes from where it stopped
-        loop.result.stopped = "interrupted"
-    finally:
-        bar.close()
-        result = loop.close()
+            loop.finish()
+        except KeyboardInterrupt:
+            loop.save()  # an interrupted run resumes from where it stopped
+            loop.result.stopped = "interrupted"
+        finally:
+            bar.close()
+            result = loop.close()
     return result
 
 
