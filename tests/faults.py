@@ -8,6 +8,9 @@ library as the environment says, then runs the command line. Nothing of this is 
   waits, half-written, to be killed.
 - ``PIXELRNN_TEST_SLOW_STEPS=SECONDS:MARKER``: every step waits SECONDS before it fetches its batch, and writes its
   step number into MARKER (rank 0), so that a test can signal a run in the middle.
+- ``PIXELRNN_TEST_SIGNAL_IN_SAVE=NAME``: the save of checkpoint NAME, once its weights are written, sends this
+  process SIGTERM and goes on: a signal that arrives while the last checkpoint is being written (as torchrun's
+  parent-death signal can, after a worker has seen its launcher gone).
 """
 
 import os
@@ -18,6 +21,7 @@ from pathlib import Path
 FAIL_ENV = "PIXELRNN_TEST_FAIL_AT"
 SAVE_HOOK_ENV = "PIXELRNN_TEST_SAVE_HOOK"
 SLOW_ENV = "PIXELRNN_TEST_SLOW_STEPS"
+SIGNAL_IN_SAVE_ENV = "PIXELRNN_TEST_SIGNAL_IN_SAVE"
 
 
 def fail_at(rank: int, step: int) -> None:
@@ -61,6 +65,21 @@ def hang_in_save(name: str, marker: str) -> None:
     checkpoint.save_file = hanging
 
 
+def signal_in_save(name: str) -> None:
+    import signal
+
+    from pixelrnn import checkpoint
+
+    save_file = checkpoint.save_file
+
+    def signalling(tensors, filename, *args, **kwargs):
+        save_file(tensors, filename, *args, **kwargs)
+        if Path(filename).parent.name.startswith(f".{name}.tmp-"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    checkpoint.save_file = signalling
+
+
 def main() -> int:
     if os.environ.get(FAIL_ENV):
         rank, step = (int(v) for v in os.environ[FAIL_ENV].split(":"))
@@ -68,6 +87,8 @@ def main() -> int:
     if os.environ.get(SLOW_ENV):
         seconds, _, marker = os.environ[SLOW_ENV].partition(":")
         slow_steps(float(seconds), marker)
+    if os.environ.get(SIGNAL_IN_SAVE_ENV):
+        signal_in_save(os.environ[SIGNAL_IN_SAVE_ENV])
     if os.environ.get(SAVE_HOOK_ENV):
         name, _, marker = os.environ[SAVE_HOOK_ENV].partition(":")
         hang_in_save(name, marker)

@@ -529,6 +529,23 @@ def test_kill_during_checkpoint_then_resume(tmp_path):
         assert torch.equal(resumed.state_dict()[name], value), name
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform.startswith("win"), reason="needs SIGTERM")
+def test_a_signal_during_the_last_checkpoint_does_not_kill_the_run(tmp_path):
+    """SIGTERM while the final checkpoint is being written (a torchrun worker gets its parent-death signal after it
+    has seen its launcher gone and stopped) only sets the stop flag: the checkpoint is completed, not cut short."""
+    env = {**os.environ, "PYTHONPATH": str(Path(checkpoint.__file__).parents[1]), "OMP_NUM_THREADS": "1",
+           faults.SIGNAL_IN_SAVE_ENV: "step-000000004"}
+    run = tmp_path / "run"
+    argv = [sys.executable, str(Path(__file__).resolve().parent / "faults.py"), "train", "--preset", "tiny",
+            "--steps", "4", "--set", "checkpoint_every=100", "--out", str(run), "--quiet"]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    checkpoints = run / "checkpoints"
+    assert (checkpoints / "latest").read_text().strip() == "step-000000004"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest", "step-000000004"]  # no temporary left
+    assert checkpoint.load_checkpoint(run) is not None
+
+
 def test_checkpoint_folders_get_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
