@@ -66,11 +66,9 @@ def fitted_step_seconds(model, batches, precision: str, warmup: int, steps: int)
             start = time.perf_counter()
             train_step(model, optimizer, [(batches[k % len(batches)], None)], precision, TrainConfig.grad_clip)
             seconds = time.perf_counter() - start
-            looked = time.monotonic() - began >= fitter.every_s
-            if k >= warmup and looked and fitter.between_steps() is None:  # a step on settled threads
+            looked = time.monotonic() - began >= fitter.every_s  # the fitter has had its first look
+            if fitter.between_steps() is None and looked and k >= warmup:  # a step on settled threads
                 times.append(seconds)
-            elif looked:
-                fitter.between_steps()
             k += 1
         return statistics.median(times), fitter.threads
 

@@ -123,8 +123,9 @@ def test_frequencies_sum_to_the_precision_and_none_is_zero(levels):
     assert freq[0, 0] >= freq[0, 1:].max() and (freq[0, 1:] == freq[0, 1]).all()
 
 
-def test_frequencies_match_a_reference_in_python_integers():
-    logits = random_logits((20,), 11, seed=3, spread=3.0)
+def assert_frequencies_as_python_integers(logits):
+    """``frequencies(logits)`` equals the recipe of :mod:`pixelrnn.exact.frequencies` done in Python integers, the
+    rest going to the first of the largest logits (``list.index``)."""
     table = [int(v) for v in tables.exp_table(LOGIT_EXP, EXP_BITS)]
     for row, got in zip(logits.long().tolist(), frequencies(logits).tolist()):
         top = max(row)
@@ -133,6 +134,11 @@ def test_frequencies_match_a_reference_in_python_integers():
         f = [1 + (v * m >> EXP_BITS) for v in e]
         f[row.index(top)] += 2**PRECISION - sum(f)
         assert got == f
+
+
+def test_frequencies_match_a_reference_in_python_integers():
+    logits = random_logits((20,), 11, seed=3, spread=3.0)
+    assert_frequencies_as_python_integers(logits)
 
 
 def quantile_symbol(weights: np.ndarray, quantile: int) -> int:
@@ -170,16 +176,9 @@ IMAGES_DIGEST = "139485782b8e051c"
 def test_the_largest_logit_that_comes_first_gets_the_rest_when_logits_tie():
     """Ties at the top: the remainder goes to the first of the largest logits, by the key gap * K + k, on every
     device (no argmax tie rule is relied on)."""
-    table = [int(v) for v in tables.exp_table(LOGIT_EXP, EXP_BITS)]
     rows = [[5, 9, 9, 1], [9, 9, 9, 9], [0, 0, 3, 3], [-7, 2, -7, 2], [4, 1, 1, 4]]
     logits = torch.tensor(rows, dtype=torch.float64) * 2**LOGIT_EXP
-    for row, got in zip(logits.long().tolist(), frequencies(logits).tolist()):
-        top = max(row)
-        e = [table[min(top - v, len(table) - 1)] for v in row]
-        m = ((2**PRECISION - len(row)) << EXP_BITS) // sum(e)
-        f = [1 + (v * m >> EXP_BITS) for v in e]
-        f[row.index(top)] += 2**PRECISION - sum(f)
-        assert got == f
+    assert_frequencies_as_python_integers(logits)
 
 
 MASK_B_TAPS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 0))
