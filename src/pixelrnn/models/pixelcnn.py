@@ -262,9 +262,11 @@ class QuickPixelCNNStepper(Stepper):
         super().__init__(model, batch, **conditions)
         settings, hidden = model.settings, model.settings.hidden
         self.residual = settings.residual
-        self.input = ConvAt(model.input)
-        # Each image value in [0, K) as the network reads it: one lookup per pixel instead of the scaling's ops.
+        # The input convolution reads the image through a cache of its values as the network reads them, stored a
+        # pixel at a time: each image value in [0, K) by one lookup instead of the scaling's ops.
+        self.input = RowSplitConvAt(model.input, batch, self.height, self.width, self.like)
         self.inputs = model.to_inputs(torch.arange(model.levels, device=self.like.device))
+        self.last = None  # the pixel of the last call: its values are final once the walk moves on
         # The stream (B, 2h) beside a constant 1 that carries the biases of the blocks' first 1 x 1 convolutions.
         self.stream_one = self.like.new_zeros(batch, 2 * hidden + 1)
         self.stream_one[:, -1] = 1
@@ -289,7 +291,7 @@ class QuickPixelCNNStepper(Stepper):
     def logits(self, x, i, j):
         """The loop of ``PixelCNN.forward`` at one pixel."""
         stream = self.stream
-        stream.copy_(self.input.on_image(x, i, j, self.inputs.__getitem__))  # (B, 2h)
+        stream.copy_(self.input_at(x, i, j))  # (B, 2h)
         for k, conv in enumerate(self.convs):
             if self.biases is not None:
                 bias = self.bias(k, i, j)
@@ -307,3 +309,16 @@ class QuickPixelCNNStepper(Stepper):
         for weight, b in self.head:
             features = torch.addmm(b, torch.relu(features), weight)
         return self.model.head.unfold(features)  # (B, K, C)
+
+    def input_at(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """The input convolution at (i, j), reading the image ``x`` [B, C, H, W] as the walk fills it in.
+
+        A pixel's last value is drawn after its last pass, so its values are stored when the walk first calls the
+        next pixel; those of the pixel itself on every call, for its later colours (mask A reads the earlier ones).
+        """
+        if self.last is not None and self.last != (i, j):
+            self.input.store(*self.last, self.inputs[x[:, :, self.last[0], self.last[1]]])
+        if self.channels > 1 or self.last is None or self.last[0] != i:  # a row starts on its first store
+            self.input.store(i, j, self.inputs[x[:, :, i, j]])
+        self.last = (i, j)
+        return self.input(i, j)
