@@ -20,6 +20,8 @@ scale of exactly 1 every step is exact, so its table is f, as the tests check sy
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .tables import exp_table
@@ -47,13 +49,21 @@ def coder_weights(logits: torch.Tensor, table: torch.Tensor | None = None) -> to
     gap = torch.sub(top, logits).clamp_(max=len(table) - 1).to(torch.int64)  # beyond the table's end E is 0
     # The first k of the largest logit, as the unique minimum of the distinct keys gap * K + k (gap 0 is the
     # largest logit): no tie rule of any device matters.
-    first = torch.add(torch.arange(levels, device=logits.device), gap, alpha=levels).argmin(-1, keepdim=True)
+    first = torch.add(_positions(levels, logits.device), gap, alpha=levels).argmin(-1, keepdim=True)
     weights = table.index_select(0, gap.reshape(-1)).view(gap.shape)  # (..., K) integers up to 2**EXP_BITS
     total = weights.sum(-1, keepdim=True).to(torch.int64)  # exact: below 2**53 in any order
     scale = torch.div(total.new_tensor(free << SHIFT), total, rounding_mode="floor").to(torch.float64)
     share = weights.mul_(scale.mul_(2.0 ** -SHIFT)).floor_()  # E_k * M * 2**-SHIFT: exact, then floored
     rest = float(free) - share.sum(-1, keepdim=True)  # exact; in [0, 2K)
     return share.scatter_add_(-1, first, rest)
+
+
+@functools.cache
+def _positions(levels: int, device: torch.device) -> torch.Tensor:
+    """0, 1, ..., K - 1 (int64), made once per size and device: the decoder asks for them at every value. An
+    ordinary tensor even when first asked for in inference mode, so that every pass may read it."""
+    with torch.inference_mode(False):
+        return torch.arange(levels, device=device)
 
 
 def frequencies(logits: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:

@@ -8,17 +8,23 @@ integers: the network of :mod:`pixelrnn.models.pixelcnn`, layer for layer, writt
     logits = head.logits(relu(head.hidden(relu(skip sum or stream))))
 
 Every linear layer and every sum is an integer operation of :mod:`.ops` named after its float module; the
-k x k layers go through ``conv`` (a whole map, or one pixel from a cache: :mod:`.passes`). The stepper evaluates
-the same function at one pixel, so the full pass and the step-wise pass give equal integers.
+k x k layers go through ``conv`` (a whole map, or one pixel from a cache: :mod:`.passes`). The reference stepper
+evaluates the same function at one pixel, so the full pass and the step-wise pass give equal integers; the decoder's
+stepper (:class:`FastPixelCNNStepper`) runs the same operations with their lookups and buffers made once, and is
+tested equal to both.
 """
 
 from __future__ import annotations
 
-from .arith import Fixed, relu
+import torch
+
+from .arith import DTYPE, Fixed, relu
 from .layers import conditioning, head
 from .model import IntegerModel
 from .network import Network
+from .ops import Linear, damaged
 from .passes import FullMap, PixelCaches, at_pixel
+from .steps import AddAt, OneByOne, RowWindows, with_one
 
 
 class IntegerPixelCNN(IntegerModel):
@@ -49,11 +55,16 @@ class IntegerPixelCNN(IntegerModel):
         return self.unfold(self.body(net, FullMap(net).conv, u, biases).values)  # (B, H, W, C, K)
 
     def stepper(self, batch, y=None, context: Fixed | None = None):
+        return FastPixelCNNStepper(self, batch, y, context)
+
+    def reference_stepper(self, batch, y=None, context: Fixed | None = None):
+        """The step-wise pass written once with the full pass (:meth:`body`): what the fast one is tested against."""
         return PixelCNNStepper(self, batch, y, context)
 
 
 class PixelCNNStepper:
-    """:class:`IntegerPixelCNN` one pixel at a time: each k x k layer reads a cache of its input."""
+    """:class:`IntegerPixelCNN` one pixel at a time, through :meth:`IntegerPixelCNN.body`: each k x k layer reads a
+    cache of its input. The reference of :class:`FastPixelCNNStepper`."""
 
     def __init__(self, model: IntegerPixelCNN, batch: int, y, context: Fixed | None):
         self.model = model
@@ -69,6 +80,118 @@ class PixelCNNStepper:
     def commit(self, x, i, j):
         """The pixel's values are all known: the first layer's cache gets them (later pixels read every channel)."""
         self.caches.store("input", self.model.to_inputs(x[:, :, i, j]), i, j)
+
+    def end_row(self, x, i):
+        pass
+
+
+class FastPixelCNNStepper:
+    """:class:`PixelCNNStepper` in fewer operations: what the decoder runs; tested equal to it, integer for integer.
+
+    The network of :meth:`IntegerPixelCNN.body` with its operations looked up, checked and prepared once instead of
+    at every pixel, writing into buffers made once: each k x k layer reads a :class:`RowWindows`; the 1 x 1 layers
+    carry their biases on a constant 1 of their input (:class:`OneByOne`); the blocks' outputs lie side by side in
+    one buffer, which the skip connections' sum reads as it is; the residual sums run in place on the stream. Every
+    product uses the prepared weights of the reference pass, and every rounding its rule: the integers of the full
+    pass.
+    """
+
+    def __init__(self, model: IntegerPixelCNN, batch: int, y, context: Fixed | None):
+        net, config, device = model.net, model.config, model.device
+        self.model, self.layers = model, config["layers"]
+        self.channels, _, width = model.image_shape
+        self.residual, self.skip = config["residual"], config["skip"]
+        self.biases = conditioning(net, config, y, context, self.layers)  # whole maps, once
+
+        def linear(name: str, in_exp: int, relu: bool) -> Linear:
+            op = net.op(name)
+            if not isinstance(op, Linear) or op.in_exp != in_exp or op.relu != relu or op.out_exp is None:
+                raise damaged(net.prefix + name, f"does not take inputs of exponent {in_exp}")
+            if op.prepared is None:
+                op.prepare()
+            return op
+
+        def empty(features: int) -> torch.Tensor:
+            return torch.empty(batch, features, dtype=DTYPE, device=device)
+
+        self.input = RowWindows("input", linear("input", 0, False), batch, width, device)
+        exp = self.input.op.out_exp
+        hidden = net.op("blocks.0.reduce").weight.shape[1]
+        self.stream = empty(2 * hidden)
+        self.relu_stream, self.relu_stream_features = with_one(batch, 2 * hidden, device)
+        self.h = empty(hidden)
+        self.c, self.c_features = with_one(batch, hidden, device)
+        self.outs, outs = with_one(batch, self.layers * 2 * hidden, device)  # the blocks' outputs: the skips' input
+        self.blocks = []
+        for k in range(self.layers):
+            conditioned = None
+            if self.biases[k] is not None:
+                name = f"blocks.{k}.conditioned"
+                conditioned = AddAt(name, net.op(name), (exp, self.biases[k].exp))
+                exp = net.op(name).out_exp
+            reduce = OneByOne(linear(f"blocks.{k}.reduce", exp, True))
+            conv = RowWindows(f"blocks.{k}.conv", linear(f"blocks.{k}.conv", reduce.op.out_exp, True), batch, width,
+                              device)
+            expand = OneByOne(linear(f"blocks.{k}.expand", conv.op.out_exp, False))
+            residual = None
+            if self.residual:
+                residual = AddAt(f"blocks.{k}.residual", net.op(f"blocks.{k}.residual"), (exp, expand.op.out_exp))
+                exp = net.op(f"blocks.{k}.residual").out_exp
+            else:
+                exp = expand.op.out_exp
+            self.blocks.append((conditioned, reduce, conv, expand, outs[:, k * 2 * hidden:(k + 1) * 2 * hidden],
+                                residual))
+        if self.skip:
+            skips = net.op("skips")
+            if list(skips.in_exps) != [block[3].op.out_exp for block in self.blocks]:
+                raise damaged(net.prefix + "skips", f"expects exponents {skips.in_exps}")
+            if skips.prepared is None:
+                skips.prepare()
+            self.skips, exp = skips, skips.out_exp
+            self.skip_weight = torch.cat([skips.prepared, skips.prepared_bias[None]])
+            self.skip_sum = empty(2 * hidden)
+        self.relu_features, self.relu_features_only = with_one(batch, 2 * hidden, device)
+        self.hidden = OneByOne(linear("head.hidden", exp, True))
+        self.hidden_out, self.hidden_features = with_one(batch, self.hidden.weight.shape[1], device)
+        self.logit_op = OneByOne(linear("head.logits", self.hidden.op.out_exp, False))
+        self.logit_values = empty(self.logit_op.weight.shape[1])
+
+    def logits(self, x, i, j):
+        """(B, C, K): the pixel's integer logits as its channels are known so far (a buffer, until the next call)."""
+        slot = self.input.slot(i, j)
+        if self.input.reads_own_pixel:  # mask A reads a pixel's earlier colours; with one colour, none
+            slot.copy_(self.model.to_inputs(x[:, :, i, j]))
+        consume = self.channels == 1  # one pass a pixel: its row sums can take its own taps in place
+        stream = self.input.finish(j, self.stream, consume)
+        last = self.layers - 1
+        for k, (conditioned, reduce, conv, expand, out, residual) in enumerate(self.blocks):
+            if conditioned is not None:
+                conditioned(stream, at_pixel(self.biases[k], i, j).values)
+            torch.clamp_min(stream, 0, out=self.relu_stream_features)
+            reduce(self.relu_stream, self.h, clamp_out=conv.slot(i, j))
+            conv.finish(j, self.c_features, consume)
+            if residual is None and not self.skip:
+                expand(self.c, stream)  # the block's output is the next block's stream
+                continue
+            expand(self.c, out)
+            if self.skip and k == last:
+                break  # the head reads the skips alone: the last residual sum would go nowhere
+            if residual is not None:
+                residual(stream, out)
+            else:
+                stream.copy_(out)
+        if self.skip:
+            features = torch.mm(self.outs, self.skip_weight, out=self.skip_sum).floor_()
+            features.clamp_(-self.skips.bound, self.skips.bound)
+        else:
+            features = stream
+        torch.clamp_min(features, 0, out=self.relu_features_only)
+        self.hidden(self.relu_features, self.hidden_features)
+        return self.model.unfold(self.logit_op(self.hidden_out, self.logit_values))
+
+    def commit(self, x, i, j):
+        """The pixel's values are all known: the first layer's cache gets them (later pixels read every channel)."""
+        self.input.slot(i, j).copy_(self.model.to_inputs(x[:, :, i, j]))
 
     def end_row(self, x, i):
         pass
