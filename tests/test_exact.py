@@ -231,3 +231,37 @@ def test_rescaling_in_place_gives_the_same_integers(shift):
     acc = torch.randint(-2**40, 2**40, (1000,), generator=torch.Generator().manual_seed(shift + 9)).double()
     expected = arith.rescale(acc, shift, 2**30)
     assert torch.equal(arith.rescale_(acc.clone(), shift, 2**30), expected)
+
+
+def written_out_lstm_cell(pre, cell, sigmoid, tanh):
+    """Equation 3 in integers as :func:`pixelrnn.exact.recurrent.lstm_cell` documents it: a lookup per table and a
+    rescaling per product."""
+    from pixelrnn.exact.recurrent import C_BOUND, C_EXP, GATE_BOUND, H_EXP, T_IN, T_OUT
+    hid = pre.shape[-1] // 4
+    gates = tables.lookup(sigmoid, pre[..., :3 * hid])
+    o, f, i = gates[..., :hid], gates[..., hid:2 * hid], gates[..., 2 * hid:]
+    g = tables.lookup(tanh, pre[..., 3 * hid:])
+    c = arith.rescale(f * cell + i * g, 2 * T_OUT - C_EXP, C_BOUND)
+    squashed = tables.lookup(tanh, arith.rescale(c, C_EXP - T_IN, GATE_BOUND))
+    return arith.rescale(squashed * o, 2 * T_OUT - H_EXP, 2**H_EXP), c
+
+
+def test_the_lstm_cell_with_joined_tables_gives_the_written_out_integers():
+    """One gather for the four gates from tables that carry the rescalings' powers of two: the same integers as a
+    lookup per table and a rescaling per product, from saturated gates to cells at their clamp."""
+    from pixelrnn.exact.recurrent import C_BOUND, GATE_BOUND, T_IN, T_OUT, CellTables, lstm_cell
+    sigmoid = tables.sigmoid_table(T_IN, T_OUT).double()
+    tanh = tables.tanh_table(T_IN, T_OUT).double()
+    gen = torch.Generator().manual_seed(0)
+    hid = 5
+    pre = torch.cat([torch.randint(-2**12, 2**12, (300, 4 * hid), generator=gen),
+                     torch.randint(-GATE_BOUND, GATE_BOUND + 1, (100, 4 * hid), generator=gen)]).double()
+    pre[0] = GATE_BOUND
+    pre[1] = -GATE_BOUND
+    cell = torch.cat([torch.randint(-2**16, 2**16, (300, hid), generator=gen),
+                      torch.randint(-C_BOUND, C_BOUND + 1, (100, hid), generator=gen)]).double()
+    cell[0], cell[1] = C_BOUND, -C_BOUND  # with every gate saturated: beyond the cell's clamp
+    h, c = lstm_cell(pre, cell, CellTables(sigmoid, tanh))
+    want_h, want_c = written_out_lstm_cell(pre, cell, sigmoid, tanh)
+    assert torch.equal(c, want_c) and torch.equal(h, want_h)
+    assert c.abs().max() == C_BOUND  # the clamps were reached, not only the middle of the tables

@@ -20,7 +20,7 @@ import torch
 from .arith import Fixed
 from .network import Network
 from .passes import PixelCaches
-from .recurrent import H0_BOUND, H_EXP, IntegerRecurrent, lstm_cell
+from .recurrent import H0_BOUND, H_EXP, IntegerRecurrent, cell_tables, lstm_cell
 
 
 def diagonal_scan(net: Network, name: str, direction: int, gates_in: Fixed, h0: torch.Tensor,
@@ -32,7 +32,7 @@ def diagonal_scan(net: Network, name: str, direction: int, gates_in: Fixed, h0: 
     the cells (r, t - r); they lie W apart, and so do their neighbours above and on the left, so each is a strided
     view (and the diagonal's inputs, W - 1 apart in the flat map): no index is gathered.
     """
-    sigmoid, tanh = net.table("sigmoid"), net.table("tanh")
+    tables = cell_tables(net)
     batch, height, width, four_h = gates_in.values.shape
     hid = h0.shape[-1]
     flat_in = gates_in.values.reshape(batch, height * width, four_h)
@@ -47,7 +47,7 @@ def diagonal_scan(net: Network, name: str, direction: int, gates_in: Fixed, h0: 
         taps = torch.cat([h[:, above], h[:, left]], dim=-1)  # [above, left] (B, n, 2h)
         pre = net.gates(f"{name}.gates.{direction}", Fixed(taps, H_EXP), Fixed(inputs, gates_in.exp),
                         f"{name}.state_to_state", 2, direction)
-        h[:, cells], c[:, cells] = lstm_cell(pre.values, c[:, left], sigmoid, tanh)  # the cell on the left's state
+        h[:, cells], c[:, cells] = lstm_cell(pre.values, c[:, left], tables)  # the cell on the left's state
     return h.view(batch, height + 1, width + 1, hid)[:, 1:, 1:]
 
 
@@ -81,7 +81,7 @@ class DiagonalLayerSteps:
         self.model, self.k, self.name = model, k, f"lstm_layers.{k}"
         net = model.net
         initial = net.initial(f"{self.name}.initial", self.name)
-        self.sigmoid, self.tanh = net.table("sigmoid"), net.table("tanh")
+        self.tables = cell_tables(net)
         _, height, width = model.image_shape
         hid = initial.hidden.shape[-1]
         self.ltr_h = initial.hidden[0].expand(batch, height + 1, width + 1, hid).clone()
@@ -101,7 +101,7 @@ class DiagonalLayerSteps:
         taps = torch.cat([self.ltr_h[:, i, j + 1], self.ltr_h[:, i + 1, j]], dim=-1)  # [above, left]
         pre = net.gates(f"{self.name}.gates.0", Fixed(taps, H_EXP), Fixed(gates_in.values[:, :four_h], gates_in.exp),
                         f"{self.name}.state_to_state", 2, 0)
-        h, c = lstm_cell(pre.values, self.ltr_c[:, i, j], self.sigmoid, self.tanh)
+        h, c = lstm_cell(pre.values, self.ltr_c[:, i, j], self.tables)
         self.ltr_h[:, i + 1, j + 1] = h
         self.ltr_c[:, i, j + 1] = c
         # The right-to-left states reach row i from row i - 1 (the down-shift); row -1 is the initial row on top.
@@ -115,6 +115,6 @@ class DiagonalLayerSteps:
             taps = torch.cat([self.rtl_h[:, i, j], self.rtl_h[:, i + 1, j + 1]], dim=-1)  # [above, right]
             pre = net.gates(f"{self.name}.gates.1", Fixed(taps, H_EXP), Fixed(row[:, j], exp),
                             f"{self.name}.state_to_state", 2, 1)
-            h, c = lstm_cell(pre.values, self.rtl_c[:, i, j + 1], self.sigmoid, self.tanh)
+            h, c = lstm_cell(pre.values, self.rtl_c[:, i, j + 1], self.tables)
             self.rtl_h[:, i + 1, j] = h
             self.rtl_c[:, i, j] = c

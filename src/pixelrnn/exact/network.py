@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .arith import Fixed
-from .ops import Initial, Op, damaged
+from .ops import Initial, Op, Table, damaged
 
 
 class Network:
@@ -108,9 +108,13 @@ class Network:
         module = self.prefix + module
         return self._op(name, lambda: self.builder.initial(name, module))
 
+    def table_op(self, function: str) -> Table:
+        """The integer table of ``function`` ("sigmoid" or "tanh") that the LSTM cells read (one for all scopes)."""
+        return self._op(f"tables.{function}", lambda: self.builder.table(function))
+
     def table(self, function: str) -> torch.Tensor:
-        """The integer table of ``function`` ("sigmoid" or "tanh") that the LSTM cells read, as float64."""
-        return self._op(f"tables.{function}", lambda: self.builder.table(function)).as_float()
+        """The integer table of ``function`` as float64."""
+        return self.table_op(function).as_float()
 
     def embed(self, name: str, y: torch.Tensor) -> Fixed:
         """The class vectors (B, width) of labels ``y``."""

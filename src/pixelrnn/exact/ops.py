@@ -463,6 +463,7 @@ class Table:
 
     def __post_init__(self):
         self.floats: torch.Tensor | None = None
+        self.joined: Any = None  # the LSTM cells' joined tables (:func:`.recurrent.cell_tables`), made once
 
     def as_float(self) -> torch.Tensor:
         """The entries as float64 (exact: integers below 2**16), made once."""

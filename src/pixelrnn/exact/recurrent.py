@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import torch
 
-from .arith import Fixed, rescale, rescale_
+from .arith import Fixed, pow2
 from .layers import conditioning, head
 from .model import IntegerModel
 from .network import Network
 from .passes import FullMap, PixelCaches, at_pixel
-from .tables import lookup
 
 T_IN = 10  # the sigmoid and tanh tables read integers in units of 2**-10
 T_OUT = 15  # and give 15-bit fractions: sigmoid in [0, 2**15], tanh in [-2**15, 2**15]
@@ -34,17 +33,73 @@ GATE_BOUND = 2**20  # pre-activations are clamped far beyond the tables' ends (w
 H0_BOUND = 2**20  # a learned initial state h_0 (not squashed by a tanh) may lie beyond [-1, 1]: up to 32
 
 
-def lstm_cell(pre: torch.Tensor, cell: torch.Tensor, sigmoid: torch.Tensor,
-              tanh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+class CellTables:
+    """The sigmoid and tanh tables of :func:`lstm_cell`, joined so that one gather reads all four gates.
+
+    Three segments of 2N + 1 entries: the sigmoid for o, the sigmoid for f and i, the tanh for g, each table padded at
+    both ends with its end values to the longer one's N (so a clamp to +-N reads what a clamp to its own ends would).
+    The sigmoid segments are pre-scaled by the power of two that the rescaling after their products divides by
+    (o for h, f and i for c): the scaled entries are exact, and so the products come out already rescaled, with one
+    pass fewer. ``offsets(h)``: the start of each gate's segment, added to its clamped index.
+    """
+
+    def __init__(self, sigmoid: torch.Tensor, tanh: torch.Tensor):
+        half_sigmoid, self.half_tanh = (len(sigmoid) - 1) // 2, (len(tanh) - 1) // 2
+        if self.half_tanh > GATE_BOUND:  # the clamp to the tanh table's ends then implies the clamp to GATE_BOUND
+            raise ValueError("the tanh table reaches beyond the gates' bound")
+        self.n = max(half_sigmoid, self.half_tanh)
+        self.size = 2 * self.n + 1
+
+        def padded(table: torch.Tensor, half: int) -> torch.Tensor:
+            return torch.cat([table[:1].expand(self.n - half), table, table[-1:].expand(self.n - half)])
+
+        sig = padded(sigmoid, half_sigmoid)
+        self.joined = torch.cat([sig * pow2(H_EXP - 2 * T_OUT), sig * pow2(C_EXP - 2 * T_OUT),
+                                 padded(tanh, self.half_tanh)])
+        self.tanh = tanh
+        self._offsets: dict[int, torch.Tensor] = {}
+
+    def offsets(self, hid: int) -> torch.Tensor:
+        if hid not in self._offsets:
+            starts = [self.n] * hid + [self.n + self.size] * (2 * hid) + [self.n + 2 * self.size] * hid
+            self._offsets[hid] = torch.tensor(starts, dtype=self.joined.dtype, device=self.joined.device)
+        return self._offsets[hid]
+
+
+def cell_tables(net: Network) -> CellTables:
+    """The model's :class:`CellTables`, made once and kept with its sigmoid table."""
+    sigmoid = net.table_op("sigmoid")
+    tanh = net.table("tanh")
+    if sigmoid.joined is None or sigmoid.joined.tanh is not tanh:
+        sigmoid.joined = CellTables(sigmoid.as_float(), tanh)
+    return sigmoid.joined
+
+
+def lstm_cell(pre: torch.Tensor, cell: torch.Tensor, tables: CellTables) -> tuple[torch.Tensor, torch.Tensor]:
     """Equation 3 on integers: pre-activations [o, f, i, g] (..., 4h) at exponent T_IN and the previous cell state
-    (..., h) at C_EXP -> (h at H_EXP, c at C_EXP)."""
+    (..., h) at C_EXP -> (h at H_EXP, c at C_EXP).
+
+    As written, with the tables of :mod:`.tables` and the rescaling of :func:`.arith.rescale` (round half up)::
+
+        o, f, i = sigmoid(pre[o, f, i]);  g = tanh(pre[g])               15-bit fractions
+        c = rescale(f . c_prev + i . g, 2 T_OUT - C_EXP, C_BOUND)
+        h = rescale(o . tanh(rescale(c, C_EXP - T_IN, GATE_BOUND)), 2 T_OUT - H_EXP, 2**H_EXP)
+
+    Computed with the joined tables (:class:`CellTables`): one gather for the four gates, whose sigmoid entries carry
+    the rescalings' powers of two, so that each rescaling is an addition of 1/2 and a floor. Every step is exact (the
+    products and sums are integers below 2**53 times powers of two), so these are the integers of the formula;
+    the tests hold the two equal.
+    """
     hid = pre.shape[-1] // 4
-    gates = lookup(sigmoid, pre[..., :3 * hid])  # (..., 3h): o, f, i as 15-bit fractions
-    o, f, i = gates[..., :hid], gates[..., hid:2 * hid], gates[..., 2 * hid:]
-    g = lookup(tanh, pre[..., 3 * hid:])
-    c = rescale_(torch.addcmul(f * cell, i, g), T_OUT + T_OUT - C_EXP, C_BOUND)  # products at exponent 30
-    squashed = lookup(tanh, rescale(c, C_EXP - T_IN, GATE_BOUND))
-    h = rescale_(squashed.mul_(o), T_OUT + T_OUT - H_EXP, 2**H_EXP)
+    index = torch.clamp(pre, -tables.n, tables.n).add_(tables.offsets(hid)).to(torch.int64)
+    gates = tables.joined.index_select(0, index.reshape(-1)).view(index.shape)  # (..., 4h): o', f', i', g
+    o, f, i, g = gates[..., :hid], gates[..., hid:2 * hid], gates[..., 2 * hid:3 * hid], gates[..., 3 * hid:]
+    c = torch.mul(f, cell).addcmul_(i, g).add_(0.5).floor_().clamp_(-C_BOUND, C_BOUND)
+    # The tanh table's index: floor(c 2**-(C_EXP - T_IN) + 1/2) clamped to its ends, shifted to start at 0; clamped
+    # first, the value is not negative, and the conversion to int64 (truncation) is the floor.
+    squash = torch.mul(c, pow2(T_IN - C_EXP)).add_(0.5 + tables.half_tanh).clamp_(0, 2 * tables.half_tanh)
+    squashed = tables.tanh.index_select(0, squash.to(torch.int64).reshape(-1)).view(c.shape)
+    h = squashed.mul_(o).add_(0.5).floor_().clamp_(-2**H_EXP, 2**H_EXP)
     return h, c
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .arith import Fixed
 from .network import Network
 from .passes import PixelCaches
-from .recurrent import H_EXP, IntegerRecurrent, lstm_cell
+from .recurrent import H_EXP, IntegerRecurrent, cell_tables, lstm_cell
 
 
 class IntegerRowLSTM(IntegerRecurrent):
@@ -28,7 +28,7 @@ class IntegerRowLSTM(IntegerRecurrent):
         name, kernel = f"lstm_layers.{k}", self.config["kernel"]
         gates_in = self.input_to_state(net, k, stream, bias)  # (B, H, W, 4h)
         initial = net.initial(f"{name}.initial", name)
-        sigmoid, tanh = net.table("sigmoid"), net.table("tanh")
+        tables = cell_tables(net)
         batch, height, width, _ = gates_in.values.shape
         pad, hid = kernel // 2, initial.hidden.shape[-1]
         h = initial.hidden[0].expand(batch, width, hid)  # the row above the image
@@ -39,7 +39,7 @@ class IntegerRowLSTM(IntegerRecurrent):
             taps = torch.cat([padded[:, u:u + width] for u in range(kernel)], dim=-1)  # (B, W, k*h), tap-major
             pre = net.gates(f"{name}.gates", Fixed(taps, H_EXP), Fixed(gates_in.values[:, r], gates_in.exp),
                             f"{name}.state_to_state", kernel)
-            h, c = lstm_cell(pre.values, c, sigmoid, tanh)
+            h, c = lstm_cell(pre.values, c, tables)
             rows.append(h)
         return Fixed(torch.stack(rows, 1), H_EXP)  # (B, H, W, h)
 
@@ -56,7 +56,7 @@ class RowLayerSteps:
         self.name, self.kernel = f"lstm_layers.{k}", model.config["kernel"]
         net = model.net
         initial = net.initial(f"{self.name}.initial", self.name)
-        self.sigmoid, self.tanh = net.table("sigmoid"), net.table("tanh")
+        self.tables = cell_tables(net)
         _, height, width = model.image_shape
         hid, pad = initial.hidden.shape[-1], self.kernel // 2
         self.hid = hid
@@ -70,7 +70,7 @@ class RowLayerSteps:
         gates_in = self.model.input_to_state(net, self.k, stream, bias, conv=self.caches.conv)  # (B, 4h)
         above = self.states[:, i, j * hid:(j + kernel) * hid]  # row i - 1, columns j - k//2 .. j + k//2
         pre = net.gates(f"{self.name}.gates", Fixed(above, H_EXP), gates_in, f"{self.name}.state_to_state", kernel)
-        h, c = lstm_cell(pre.values, self.cells[:, i, j], self.sigmoid, self.tanh)
+        h, c = lstm_cell(pre.values, self.cells[:, i, j], self.tables)
         column = j + kernel // 2
         self.states[:, i + 1, column * hid:(column + 1) * hid] = h
         self.cells[:, i + 1, j] = c
