@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import torch
 
-from .arith import Fixed
+from .arith import DTYPE, Fixed
 from .network import Network
 from .passes import PixelCaches
 from .recurrent import H0_BOUND, H_EXP, IntegerRecurrent, cell_tables, lstm_cell
+from .steps import AddAt, GatesAt, OneByOne, prepared_linear
 
 
 def diagonal_scan(net: Network, name: str, direction: int, gates_in: Fixed, h0: torch.Tensor,
@@ -72,6 +73,9 @@ class IntegerDiagonalBiLSTM(IntegerRecurrent):
     def layer_steps(self, k: int, batch: int, caches: PixelCaches) -> DiagonalLayerSteps:
         return DiagonalLayerSteps(self, k, batch)
 
+    def fast_layer(self, k: int, batch: int, in_exp: int, bias_exp: int | None) -> FastDiagonalLayer:
+        return FastDiagonalLayer(self, k, batch, in_exp, bias_exp)
+
 
 class DiagonalLayerSteps:
     """One Diagonal BiLSTM layer at one pixel. Left-to-right: a border row on top and a column on the left.
@@ -118,3 +122,69 @@ class DiagonalLayerSteps:
             h, c = lstm_cell(pre.values, self.rtl_c[:, i, j + 1], self.tables)
             self.rtl_h[:, i + 1, j] = h
             self.rtl_c[:, i, j] = c
+
+
+class FastDiagonalLayer:
+    """:class:`DiagonalLayerSteps` prepared once, for :class:`.recurrent_steps.FastRecurrentStepper`. Of each
+    direction's states only two rows are kept (the row above and the row being decoded; the border column holds the
+    initial state), of its cells only the row being decoded, every view of them made once; the state taps [above,
+    beside] go to their own rows of the gates' weight, with no joined copy."""
+
+    def __init__(self, model: IntegerDiagonalBiLSTM, k: int, batch: int, in_exp: int, bias_exp: int | None):
+        net, name = model.net, f"lstm_layers.{k}"
+        _, _, width = model.image_shape
+        device = model.device
+        self.inputs = OneByOne(prepared_linear(net, f"{name}.input_to_state", in_exp, False))
+        exp = self.inputs.op.out_exp
+        self.conditioned = None
+        if bias_exp is not None:
+            self.conditioned = AddAt(f"{name}.conditioned", net.op(f"{name}.conditioned"), (exp, bias_exp))
+            exp = net.op(f"{name}.conditioned").out_exp
+        initial = net.initial(f"{name}.initial", name)
+        hid = initial.hidden.shape[-1]
+        self.hid, self.width = hid, width
+        self.ltr_gates = GatesAt(f"{name}.gates.0", net.op(f"{name}.gates.0"), H_EXP, exp, [hid, hid])
+        self.rtl_gates = GatesAt(f"{name}.gates.1", net.op(f"{name}.gates.1"), H_EXP, exp, [hid, hid])
+        self.sum = AddAt(f"{name}.sum", net.op(f"{name}.sum"), (H_EXP, H_EXP))
+        self.out_exp = net.op(f"{name}.sum").out_exp  # of the sum of both directions' states it gives
+        self.tables = cell_tables(net)
+
+        def states(direction: int, rows: int) -> torch.Tensor:
+            return initial.hidden[direction].to(DTYPE).expand(batch, rows, width + 1, hid).clone()
+
+        self.ltr_h, self.rtl_h = states(0, 2), states(1, 2)  # (B, 2, W + 1, h): the row above, the row decoded
+        self.ltr_c = initial.cell[0].to(DTYPE).expand(batch, width + 1, hid).clone()  # the row decoded
+        self.rtl_c = initial.cell[1].to(DTYPE).expand(batch, width + 1, hid).clone()
+        self.gates_in = torch.empty(batch, self.inputs.weight.shape[1], dtype=DTYPE, device=device)
+        four_h = self.gates_in.shape[1] // 2
+        self.row_gates = torch.zeros(width, batch, four_h, dtype=DTYPE, device=device)  # the row's right-to-left gates
+        self.pre = torch.empty(batch, four_h, dtype=DTYPE, device=device)
+        self.ltr_in, self.rtl_in = self.gates_in[:, :four_h], self.gates_in[:, four_h:]
+        self.row = -1
+
+    def at(self, stream_one: torch.Tensor, i: int, j: int, bias: torch.Tensor | None, out: torch.Tensor,
+           consume: bool) -> None:
+        """The layer's output at pixel (i, j) into ``out`` (B, h): the left-to-right state there plus the
+        right-to-left state of the row above (the down-shift)."""
+        if i != self.row:
+            if i > 0:  # row i - 1, complete, becomes the row above
+                self.ltr_h[:, 0].copy_(self.ltr_h[:, 1])
+            self.row = i
+        gates_in = self.inputs(stream_one, self.gates_in)  # (B, 8h): [left-to-right | right-to-left]
+        if self.conditioned is not None:
+            self.conditioned(gates_in, bias)
+        self.row_gates[j].copy_(self.rtl_in)
+        pre = self.ltr_gates(self.ltr_in, [self.ltr_h[:, 0, j + 1], self.ltr_h[:, 1, j]], self.pre)  # above, left
+        h, c = lstm_cell(pre, self.ltr_c[:, j], self.tables)  # the cell on the left's state
+        self.ltr_h[:, 1, j + 1].copy_(h)
+        self.ltr_c[:, j + 1].copy_(c)
+        self.sum(out.copy_(h), self.rtl_h[:, 1, j])  # before end_row(i) the row kept is row i - 1's
+
+    def end_row(self, i: int) -> None:
+        """Row i is complete: run the right-to-left direction along it."""
+        self.rtl_h[:, 0].copy_(self.rtl_h[:, 1])  # row i - 1's states become the row above
+        for j in reversed(range(self.width)):
+            pre = self.rtl_gates(self.row_gates[j], [self.rtl_h[:, 0, j], self.rtl_h[:, 1, j + 1]], self.pre)
+            h, c = lstm_cell(pre, self.rtl_c[:, j + 1], self.tables)  # above, right; the cell on the right's
+            self.rtl_h[:, 1, j].copy_(h)
+            self.rtl_c[:, j].copy_(c)

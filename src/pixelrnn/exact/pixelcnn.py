@@ -24,7 +24,7 @@ from .model import IntegerModel
 from .network import Network
 from .ops import Linear, damaged
 from .passes import FullMap, PixelCaches, at_pixel
-from .steps import AddAt, OneByOne, RowWindows, with_one
+from .steps import AddAt, OneByOne, RowWindows, prepared_linear, with_one
 
 
 class IntegerPixelCNN(IntegerModel):
@@ -104,12 +104,7 @@ class FastPixelCNNStepper:
         self.biases = conditioning(net, config, y, context, self.layers)  # whole maps, once
 
         def linear(name: str, in_exp: int, relu: bool) -> Linear:
-            op = net.op(name)
-            if not isinstance(op, Linear) or op.in_exp != in_exp or op.relu != relu or op.out_exp is None:
-                raise damaged(net.prefix + name, f"does not take inputs of exponent {in_exp}")
-            if op.prepared is None:
-                op.prepare()
-            return op
+            return prepared_linear(net, name, in_exp, relu)
 
         def empty(features: int) -> torch.Tensor:
             return torch.empty(batch, features, dtype=DTYPE, device=device)

@@ -136,12 +136,22 @@ class IntegerRecurrent(IntegerModel):
         return self.unfold(self.body(net, FullMap(net).conv, layer, u, biases).values)  # (B, H, W, C, K)
 
     def stepper(self, batch, y=None, context: Fixed | None = None):
+        from .recurrent_steps import FastRecurrentStepper  # it builds on this module
+        return FastRecurrentStepper(self, batch, y, context)
+
+    def reference_stepper(self, batch, y=None, context: Fixed | None = None):
+        """The step-wise pass written once with the full pass (:meth:`body`): what the fast one is tested against."""
         return RecurrentStepper(self, batch, y, context)
 
     def layer_map(self, net: Network, k: int, stream: Fixed, bias: Fixed | None) -> Fixed:  # pragma: no cover
         raise NotImplementedError
 
     def layer_steps(self, k: int, batch: int, caches: PixelCaches):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fast_layer(self, k: int, batch: int, in_exp: int, bias_exp: int | None):  # pragma: no cover - abstract
+        """LSTM layer k at one pixel for :class:`.recurrent_steps.FastRecurrentStepper`: ``at(stream_one, i, j,
+        bias, out, consume)`` and ``end_row(i)``."""
         raise NotImplementedError
 
     def step_bytes(self) -> int:

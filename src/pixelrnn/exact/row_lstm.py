@@ -12,10 +12,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .arith import Fixed
+from .arith import DTYPE, Fixed
 from .network import Network
 from .passes import PixelCaches
 from .recurrent import H_EXP, IntegerRecurrent, cell_tables, lstm_cell
+from .steps import AddAt, GatesAt, RowWindows, prepared_linear
 
 
 class IntegerRowLSTM(IntegerRecurrent):
@@ -46,6 +47,9 @@ class IntegerRowLSTM(IntegerRecurrent):
     def layer_steps(self, k: int, batch: int, caches: PixelCaches) -> RowLayerSteps:
         return RowLayerSteps(self, k, batch, caches)
 
+    def fast_layer(self, k: int, batch: int, in_exp: int, bias_exp: int | None) -> FastRowLayer:
+        return FastRowLayer(self, k, batch, in_exp, bias_exp)
+
 
 class RowLayerSteps:
     """One Row LSTM layer at one pixel: its states, row by row, with the initial row on top and k // 2 zero columns
@@ -75,6 +79,60 @@ class RowLayerSteps:
         self.states[:, i + 1, column * hid:(column + 1) * hid] = h
         self.cells[:, i + 1, j] = c
         return Fixed(h, H_EXP)
+
+    def end_row(self, i: int) -> None:
+        pass
+
+
+class FastRowLayer:
+    """:class:`RowLayerSteps` prepared once, for :class:`.recurrent_steps.FastRecurrentStepper`: the input-to-state
+    map reads a :class:`.steps.RowWindows` of the stream, and only two rows of states and cells are kept, the row
+    above and the row being decoded (shifted up when a row starts), every view of them made once."""
+
+    def __init__(self, model: IntegerRowLSTM, k: int, batch: int, in_exp: int, bias_exp: int | None):
+        net, name, kernel = model.net, f"lstm_layers.{k}", model.config["kernel"]
+        _, _, width = model.image_shape
+        device = model.device
+        self.inputs = RowWindows(f"{name}.input_to_state", prepared_linear(net, f"{name}.input_to_state", in_exp,
+                                                                            False), batch, width, device)
+        exp = self.inputs.op.out_exp
+        self.conditioned = None
+        if bias_exp is not None:
+            self.conditioned = AddAt(f"{name}.conditioned", net.op(f"{name}.conditioned"), (exp, bias_exp))
+            exp = net.op(f"{name}.conditioned").out_exp
+        initial = net.initial(f"{name}.initial", name)
+        hid, pad = initial.hidden.shape[-1], kernel // 2
+        self.gates = GatesAt(f"{name}.gates", net.op(f"{name}.gates"), H_EXP, exp, [kernel * hid])
+        self.tables = cell_tables(net)
+        self.out_exp = H_EXP  # of the states it gives
+        self.states = torch.zeros(batch, 2, (width + 2 * pad) * hid, dtype=DTYPE, device=device)
+        self.states[:, 0, pad * hid:(pad + width) * hid] = initial.hidden[0].repeat(width)  # the row above the image
+        self.cells = torch.zeros(batch, 2, width, hid, dtype=DTYPE, device=device)
+        self.cells[:, 0] = initial.cell[0]
+        self.above = [self.states[:, 0, j * hid:(j + kernel) * hid] for j in range(width)]  # columns j -+ k//2
+        self.slots = [self.states[:, 1, (j + pad) * hid:(j + pad + 1) * hid] for j in range(width)]
+        self.gates_in = torch.empty(batch, self.gates.weights[0].shape[1], dtype=DTYPE, device=device)
+        self.pre = torch.empty_like(self.gates_in)
+        self.row = -1
+
+    def at(self, stream_one: torch.Tensor, i: int, j: int, bias: torch.Tensor | None, out: torch.Tensor,
+           consume: bool) -> None:
+        """The layer's states at pixel (i, j) into ``out`` (B, h), from the stream there (``stream_one``: its
+        features and a 1)."""
+        if i != self.row:
+            if i > 0:  # row i - 1, complete, becomes the row above
+                self.states[:, 0].copy_(self.states[:, 1])
+                self.cells[:, 0].copy_(self.cells[:, 1])
+            self.row = i
+        self.inputs.slot(i, j).copy_(stream_one[:, :-1])
+        gates_in = self.inputs.finish(j, self.gates_in, consume)
+        if self.conditioned is not None:
+            self.conditioned(gates_in, bias)
+        pre = self.gates(gates_in, [self.above[j]], self.pre)
+        h, c = lstm_cell(pre, self.cells[:, 0, j], self.tables)
+        self.slots[j].copy_(h)
+        self.cells[:, 1, j].copy_(c)
+        out.copy_(h)
 
     def end_row(self, i: int) -> None:
         pass

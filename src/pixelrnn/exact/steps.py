@@ -3,7 +3,7 @@ their lookups, checks and buffers made once, not at every value.
 
 The step-wise pass of :mod:`.passes` runs any family's network as written for the full pass, so both give the same
 integers by construction; it pays for that generality at every value the decoder visits. A family's fast stepper
-(:class:`.pixelcnn.FastPixelCNNStepper`) runs the same operations through these pieces instead: the same prepared
+(:class:`.pixelcnn.FastPixelCNNStepper`, :class:`.recurrent_steps.FastRecurrentStepper`) runs the same operations through these pieces instead: the same prepared
 weights, the same exact sums in another order, the same roundings, so the same integers, which tests check against
 the reference stepper value by value.
 """
@@ -13,7 +13,18 @@ from __future__ import annotations
 import torch
 
 from .arith import DTYPE, pow2
-from .ops import Add, Linear, damaged
+from .ops import Add, Gates, Linear, damaged
+
+
+def prepared_linear(net, name: str, in_exp: int, relu: bool) -> Linear:
+    """The finished :class:`.ops.Linear` ``name`` of ``net``, checked to take inputs of exponent ``in_exp`` (and
+    to end in a ReLU or not, as ``relu`` says), its weights prepared: a damaged model is refused here, once."""
+    op = net.op(name)
+    if not isinstance(op, Linear) or op.in_exp != in_exp or op.relu != relu or op.out_exp is None:
+        raise damaged(net.prefix + name, f"does not take inputs of exponent {in_exp}")
+    if op.prepared is None:
+        op.prepare()
+    return op
 
 
 class RowWindows:
@@ -129,3 +140,29 @@ def with_one(batch: int, features: int, device: torch.device) -> tuple[torch.Ten
     """A buffer (B, features + 1) whose last column is 1 (it carries a layer's bias), and its features' view."""
     buffer = torch.ones(batch, features + 1, dtype=DTYPE, device=device)
     return buffer, buffer[:, :features]
+
+
+class GatesAt:
+    """A prepared :class:`.ops.Gates` at one pixel: ``added`` (B, 4h) times its factor plus the half, then each part
+    of the state taps times its rows of the weight, accumulated in place (no joined copy of the taps): the exact sum
+    of :class:`.ops.Gates` in another order, so its integers."""
+
+    def __init__(self, name: str, op: Gates, in_exp: int, add_exp: int, parts: list[int]):
+        if not isinstance(op, Gates) or (op.in_exp, op.add_exp) != (in_exp, add_exp):
+            raise damaged(name, f"does not take states of exponent {in_exp} and inputs of exponent {add_exp}")
+        if op.prepared is None:
+            op.prepare()
+        weight, self.factor, self.half = op.prepared
+        if sum(parts) != weight.shape[0]:
+            raise damaged(name, f"has {weight.shape[0]} state taps, not {sum(parts)}")
+        self.weights = weight.split(parts)
+        self.bound = op.bound
+
+    def __call__(self, added: torch.Tensor, taps: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+        """The pre-activations (B, 4h) into ``out``."""
+        torch.mul(added, self.factor, out=out)
+        if self.half:
+            out.add_(self.half)
+        for part, weight in zip(taps, self.weights):
+            out.addmm_(part, weight)
+        return out.floor_().clamp_(-self.bound, self.bound)

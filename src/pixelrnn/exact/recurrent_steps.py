@@ -1,0 +1,103 @@
+"""The decoder's stepper of the integer Row LSTM and Diagonal BiLSTM ("Pixel Recurrent Neural Networks", van den
+Oord et al., ICML 2016, sections 3.1-3.2): :class:`.recurrent.RecurrentStepper` in fewer operations.
+
+The stack of :meth:`.recurrent.IntegerRecurrent.body` (the 7 x 7 mask-A input, each LSTM layer, its 1 x 1 output
+map, the residual and skip connections, the head) with its operations looked up, checked and prepared once, and its
+buffers made once (:mod:`.steps`): the input layer reads a :class:`.steps.RowWindows`, the 1 x 1 maps carry their
+biases on a constant 1 of their input, the layers' outputs lie side by side for the skips' sum, the residual sums
+run in place. Each family gives the LSTM layer at one pixel in the same style (``fast_layer``), keeping only the rows
+of states a pixel reads. The same prepared weights, exact sums and roundings as the reference stepper, so the same
+integers, which the tests check value by value.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .arith import DTYPE, Fixed
+from .layers import conditioning
+from .ops import damaged
+from .passes import at_pixel
+from .steps import AddAt, OneByOne, RowWindows, prepared_linear, with_one
+
+
+class FastRecurrentStepper:
+    """:class:`.recurrent.RecurrentStepper`, prepared once: what the decoder runs for the recurrent families."""
+
+    def __init__(self, model, batch: int, y, context: Fixed | None):
+        net, config, device = model.net, model.config, model.device
+        self.model, self.layers = model, config["layers"]
+        self.channels, _, width = model.image_shape
+        self.residual, self.skip = config["residual"], config["skip"]
+        self.biases = conditioning(net, config, y, context, self.layers)  # whole maps, once
+        hid = config["hidden"]
+        self.input = RowWindows("input", prepared_linear(net, "input", 0, False), batch, width, device)
+        exp = self.input.op.out_exp
+        self.stream_one, self.stream = with_one(batch, 2 * hid, device)
+        self.state_one, self.state = with_one(batch, hid, device)  # a layer's states at the pixel, and a 1
+        self.outs, outs = with_one(batch, self.layers * 2 * hid, device)  # the layers' outputs: the skips' input
+        self.steps = []
+        for k in range(self.layers):
+            bias_exp = None if self.biases[k] is None else self.biases[k].exp
+            layer = model.fast_layer(k, batch, exp, bias_exp)
+            output = OneByOne(prepared_linear(net, f"outputs.{k}", layer.out_exp, False))
+            residual = None
+            if self.residual:
+                residual = AddAt(f"residual.{k}", net.op(f"residual.{k}"), (exp, output.op.out_exp))
+                exp = net.op(f"residual.{k}").out_exp
+            else:
+                exp = output.op.out_exp
+            self.steps.append((layer, output, outs[:, k * 2 * hid:(k + 1) * 2 * hid], residual))
+        if self.skip:
+            skips = net.op("skips")
+            if list(skips.in_exps) != [step[1].op.out_exp for step in self.steps]:
+                raise damaged(net.prefix + "skips", f"expects exponents {skips.in_exps}")
+            if skips.prepared is None:
+                skips.prepare()
+            self.skips, exp = skips, skips.out_exp
+            self.skip_weight = torch.cat([skips.prepared, skips.prepared_bias[None]])
+            self.skip_sum = torch.empty(batch, 2 * hid, dtype=DTYPE, device=device)
+        self.relu_features, self.relu_features_only = with_one(batch, 2 * hid, device)
+        self.hidden = OneByOne(prepared_linear(net, "head.hidden", exp, True))
+        self.hidden_out, self.hidden_features = with_one(batch, self.hidden.weight.shape[1], device)
+        self.logit_op = OneByOne(prepared_linear(net, "head.logits", self.hidden.op.out_exp, False))
+        self.logit_values = torch.empty(batch, self.logit_op.weight.shape[1], dtype=DTYPE, device=device)
+
+    def logits(self, x, i, j):
+        """(B, C, K): the pixel's integer logits as its channels are known so far (a buffer, until the next call)."""
+        slot = self.input.slot(i, j)
+        if self.input.reads_own_pixel:  # mask A reads a pixel's earlier colours; with one colour, none
+            slot.copy_(self.model.to_inputs(x[:, :, i, j]))
+        consume = self.channels == 1  # one pass a pixel: row sums can take a pixel's own taps in place
+        stream = self.input.finish(j, self.stream, consume)
+        last = self.layers - 1
+        for k, (layer, output, out, residual) in enumerate(self.steps):
+            bias = None if self.biases[k] is None else at_pixel(self.biases[k], i, j).values
+            layer.at(self.stream_one, i, j, bias, self.state, consume)
+            if residual is None and not self.skip:
+                output(self.state_one, stream)  # the layer's output is the next layer's stream
+                continue
+            output(self.state_one, out)
+            if self.skip and k == last:
+                break  # the head reads the skips alone: the last residual sum would go nowhere
+            if residual is not None:
+                residual(stream, out)
+            else:
+                stream.copy_(out)
+        if self.skip:
+            features = torch.mm(self.outs, self.skip_weight, out=self.skip_sum).floor_()
+            features.clamp_(-self.skips.bound, self.skips.bound)
+        else:
+            features = stream
+        torch.clamp_min(features, 0, out=self.relu_features_only)
+        self.hidden(self.relu_features, self.hidden_features)
+        return self.model.unfold(self.logit_op(self.hidden_out, self.logit_values))
+
+    def commit(self, x, i, j):
+        """The pixel's values are all known: the first layer's cache gets them (later pixels read every channel)."""
+        self.input.slot(i, j).copy_(self.model.to_inputs(x[:, :, i, j]))
+
+    def end_row(self, x, i):
+        for layer, *_ in self.steps:
+            layer.end_row(i)
+
