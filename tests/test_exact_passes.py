@@ -104,6 +104,23 @@ def test_the_decoder_s_fast_stepper_gives_the_reference_stepper_s_integers(famil
     assert torch.equal(*tables)
 
 
+@pytest.mark.parametrize("family", ["row_lstm", "diagonal_bilstm"])
+def test_a_cell_that_cannot_join_its_clamps_exactly_runs_them_apart_with_the_same_integers(family, monkeypatch):
+    """The decoder joins the gates' rounding and the tables' index into one clamp only where the offsets keep every
+    accumulator exact; elsewhere (here: with no room proved) the gates and the cell run apart, as in the full pass."""
+    from pixelrnn.exact import recurrent_steps
+    model = conditional(tiny_model(family, (3, 4, 4), 16, dtype=torch.float32, gain=2.0))
+    integer = exact.quantize(model)
+    x = torch.randint(0, 16, (3, 3, 4, 4), generator=torch.Generator().manual_seed(5))
+    joined = stepwise_frequencies(integer, x)
+    monkeypatch.setattr(recurrent_steps, "EXACT_LIMIT", 0)
+    cells = [cell for layer, *_ in integer.stepper(1).steps for cell in vars(layer).values()
+             if isinstance(cell, recurrent_steps.CellAt)]
+    assert cells and not any(cell.fused for cell in cells)
+    assert torch.equal(stepwise_frequencies(integer, x), joined)
+    assert torch.equal(joined, integer.frequencies(x))
+
+
 MULTISCALE_CASES = {
     "grey": ((1, 4, 4), 7, {}),
     "colour": ((3, 4, 6), 6, {}),

@@ -21,7 +21,8 @@ from .arith import DTYPE, Fixed
 from .network import Network
 from .passes import PixelCaches
 from .recurrent import H0_BOUND, H_EXP, IntegerRecurrent, cell_tables, lstm_cell
-from .steps import AddAt, GatesAt, OneByOne, prepared_linear
+from .recurrent_steps import CellAt
+from .steps import AddAt, OneByOne, prepared_linear
 
 
 def diagonal_scan(net: Network, name: str, direction: int, gates_in: Fixed, h0: torch.Tensor,
@@ -143,11 +144,11 @@ class FastDiagonalLayer:
         initial = net.initial(f"{name}.initial", name)
         hid = initial.hidden.shape[-1]
         self.hid, self.width = hid, width
-        self.ltr_gates = GatesAt(f"{name}.gates.0", net.op(f"{name}.gates.0"), H_EXP, exp, [hid, hid])
-        self.rtl_gates = GatesAt(f"{name}.gates.1", net.op(f"{name}.gates.1"), H_EXP, exp, [hid, hid])
+        tables = cell_tables(net)
+        self.ltr = CellAt(f"{name}.gates.0", net.op(f"{name}.gates.0"), H_EXP, exp, [hid, hid], tables)
+        self.rtl = CellAt(f"{name}.gates.1", net.op(f"{name}.gates.1"), H_EXP, exp, [hid, hid], tables)
         self.sum = AddAt(f"{name}.sum", net.op(f"{name}.sum"), (H_EXP, H_EXP))
         self.out_exp = net.op(f"{name}.sum").out_exp  # of the sum of both directions' states it gives
-        self.tables = cell_tables(net)
 
         def states(direction: int, rows: int) -> torch.Tensor:
             return initial.hidden[direction].to(DTYPE).expand(batch, rows, width + 1, hid).clone()
@@ -174,8 +175,8 @@ class FastDiagonalLayer:
         if self.conditioned is not None:
             self.conditioned(gates_in, bias)
         self.row_gates[j].copy_(self.rtl_in)
-        pre = self.ltr_gates(self.ltr_in, [self.ltr_h[:, 0, j + 1], self.ltr_h[:, 1, j]], self.pre)  # above, left
-        h, c = lstm_cell(pre, self.ltr_c[:, j], self.tables)  # the cell on the left's state
+        # The state taps above and on the left, and the cell state on the left
+        h, c = self.ltr(self.ltr_in, [self.ltr_h[:, 0, j + 1], self.ltr_h[:, 1, j]], self.ltr_c[:, j], self.pre)
         self.ltr_h[:, 1, j + 1].copy_(h)
         self.ltr_c[:, j + 1].copy_(c)
         self.sum(out.copy_(h), self.rtl_h[:, 1, j])  # before end_row(i) the row kept is row i - 1's
@@ -184,7 +185,8 @@ class FastDiagonalLayer:
         """Row i is complete: run the right-to-left direction along it."""
         self.rtl_h[:, 0].copy_(self.rtl_h[:, 1])  # row i - 1's states become the row above
         for j in reversed(range(self.width)):
-            pre = self.rtl_gates(self.row_gates[j], [self.rtl_h[:, 0, j], self.rtl_h[:, 1, j + 1]], self.pre)
-            h, c = lstm_cell(pre, self.rtl_c[:, j + 1], self.tables)  # above, right; the cell on the right's
+            # The state taps above and on the right, and the cell state on the right
+            h, c = self.rtl(self.row_gates[j], [self.rtl_h[:, 0, j], self.rtl_h[:, 1, j + 1]], self.rtl_c[:, j + 1],
+                            self.pre)
             self.rtl_h[:, 1, j].copy_(h)
             self.rtl_c[:, j].copy_(c)

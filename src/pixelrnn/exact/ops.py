@@ -402,11 +402,15 @@ class Gates:
         out = torch.addmm(base.reshape(-1, base.shape[-1]), flat, weight)
         return _finish(out, False, self.bound).view(*added.shape)
 
-    def check(self, name: str) -> None:
+    def worst_case(self) -> int:
+        """The largest |accumulator| the gates can reach, the rounding's half included, as an exact int."""
         top = self.acc_exp
         worst = (worst_case(self.weight, self.in_bound) << (top - self.in_exp - self.w_exp))
         worst += self.add_bound << (top - self.add_exp)
-        check_exact(name, worst + _half(top - self.out_exp))
+        return worst + _half(top - self.out_exp)
+
+    def check(self, name: str) -> None:
+        check_exact(name, self.worst_case())
 
     def to(self, device) -> Gates:
         return Gates(self.weight.to(device), self.in_exp, self.w_exp, self.add_exp, self.out_exp, self.bound,

@@ -53,11 +53,19 @@ class CellTables:
         def padded(table: torch.Tensor, half: int) -> torch.Tensor:
             return torch.cat([table[:1].expand(self.n - half), table, table[-1:].expand(self.n - half)])
 
+        if float(sigmoid.abs().max()) * float(tanh.abs().max()) > 2 ** (2 * T_OUT):  # h's bound, without a clamp
+            raise ValueError("the sigmoid and tanh tables reach beyond their 15-bit fractions")
         sig = padded(sigmoid, half_sigmoid)
         self.joined = torch.cat([sig * pow2(H_EXP - 2 * T_OUT), sig * pow2(C_EXP - 2 * T_OUT),
                                  padded(tanh, self.half_tanh)])
         self.tanh = tanh
+        self.half = tanh.new_tensor(0.5)  # the rescalings' 1/2, as a tensor that addcmul adds to
+        self.squash_offset = tanh.new_tensor(0.5 + self.half_tanh)
         self._offsets: dict[int, torch.Tensor] = {}
+
+    def gather(self, index: torch.Tensor) -> torch.Tensor:
+        """The four gates [o', f', i', g] (..., 4h) at joined indices (int64, offsets added)."""
+        return self.joined.index_select(0, index.reshape(-1)).view(index.shape)
 
     def offsets(self, hid: int) -> torch.Tensor:
         if hid not in self._offsets:
@@ -92,14 +100,21 @@ def lstm_cell(pre: torch.Tensor, cell: torch.Tensor, tables: CellTables) -> tupl
     """
     hid = pre.shape[-1] // 4
     index = torch.clamp(pre, -tables.n, tables.n).add_(tables.offsets(hid)).to(torch.int64)
-    gates = tables.joined.index_select(0, index.reshape(-1)).view(index.shape)  # (..., 4h): o', f', i', g
+    return gated_cell(tables.gather(index), cell, tables)
+
+
+def gated_cell(gates: torch.Tensor, cell: torch.Tensor, tables: CellTables) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lstm_cell` from its gathered gates (..., 4h), [o', f', i', g] (the sigmoid ones pre-scaled)."""
+    hid = gates.shape[-1] // 4
     o, f, i, g = gates[..., :hid], gates[..., hid:2 * hid], gates[..., 2 * hid:3 * hid], gates[..., 3 * hid:]
-    c = torch.mul(f, cell).addcmul_(i, g).add_(0.5).floor_().clamp_(-C_BOUND, C_BOUND)
+    # c = floor(f' c_prev + i' g + 1/2): the rescaling of f c_prev + i g, the half added first
+    c = torch.addcmul(tables.half, i, g).addcmul_(f, cell).floor_().clamp_(-C_BOUND, C_BOUND)
     # The tanh table's index: floor(c 2**-(C_EXP - T_IN) + 1/2) clamped to its ends, shifted to start at 0; clamped
     # first, the value is not negative, and the conversion to int64 (truncation) is the floor.
-    squash = torch.mul(c, pow2(T_IN - C_EXP)).add_(0.5 + tables.half_tanh).clamp_(0, 2 * tables.half_tanh)
+    squash = torch.add(tables.squash_offset, c, alpha=pow2(T_IN - C_EXP)).clamp_(0, 2 * tables.half_tanh)
     squashed = tables.tanh.index_select(0, squash.to(torch.int64).reshape(-1)).view(c.shape)
-    h = squashed.mul_(o).add_(0.5).floor_().clamp_(-2**H_EXP, 2**H_EXP)
+    # |o' tanh| <= 2**H_EXP (the tables' ends, checked by CellTables), so h needs no clamp
+    h = torch.addcmul(tables.half, squashed, o).floor_()
     return h, c
 
 

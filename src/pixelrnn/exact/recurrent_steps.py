@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import torch
 
-from .arith import DTYPE, Fixed
+from .arith import DTYPE, EXACT_LIMIT, Fixed
 from .layers import conditioning
-from .ops import damaged
+from .ops import Gates, damaged
 from .passes import at_pixel
-from .steps import AddAt, OneByOne, RowWindows, prepared_linear, with_one
+from .recurrent import CellTables, gated_cell, lstm_cell
+from .steps import AddAt, GatesAt, OneByOne, RowWindows, prepared_linear, with_one
 
 
 class FastRecurrentStepper:
@@ -101,3 +102,39 @@ class FastRecurrentStepper:
         for layer, *_ in self.steps:
             layer.end_row(i)
 
+
+
+class CellAt:
+    """An LSTM layer's gates and cell at one pixel (:class:`.steps.GatesAt`, then :func:`.recurrent.lstm_cell`), with
+    the gates' rounding, their clamp and the table's index made one clamp.
+
+    The pre-activations v = added * factor + 1/2 + taps @ W are what :class:`.ops.Gates` floors and clamps to
+    +-GATE_BOUND, and the cell then clamps to the joined table's +-N and offsets by its segment's start. Here each
+    segment's start is added with the 1/2, before the products, and one clamp to [start - N, start + N] follows: the
+    clamped value is not negative, so its conversion to int64 is its floor, and floor(clamp(v)) = clamp(floor(v)) for
+    integer ends. Exact when the accumulators, offsets added, stay below 2**53: proved here from the gates' own
+    bound, else the two steps run apart (as they do in the full pass).
+    """
+
+    def __init__(self, name: str, op: Gates, in_exp: int, add_exp: int, parts: list[int], tables: CellTables):
+        self.gates = GatesAt(name, op, in_exp, add_exp, parts)
+        self.tables = tables
+        hid = op.weight.shape[1] // 4
+        offsets = tables.offsets(hid)
+        shift = op.acc_exp - op.out_exp
+        worst = op.worst_case() + (int(offsets.max()) << max(shift, 0))
+        self.fused = tables.n <= op.bound and worst < EXACT_LIMIT and shift >= 0
+        self.base = offsets + self.gates.half
+        self.lo, self.hi = offsets - tables.n, offsets + tables.n
+
+    def __call__(self, added: torch.Tensor, taps: list[torch.Tensor], cell: torch.Tensor,
+                 pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, c) of the cell whose input-to-state values are ``added`` (B, 4h) and state taps ``taps``, its
+        previous cell state ``cell``; ``pre`` (B, 4h) is a buffer."""
+        if not self.fused:
+            return lstm_cell(self.gates(added, taps, pre), cell, self.tables)
+        torch.add(self.base, added, alpha=self.gates.factor, out=pre)
+        for part, weight in zip(taps, self.gates.weights):
+            pre.addmm_(part, weight)
+        index = torch.clamp(pre, self.lo, self.hi, out=pre).to(torch.int64)
+        return gated_cell(self.tables.gather(index), cell, self.tables)

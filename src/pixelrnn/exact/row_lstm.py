@@ -16,7 +16,8 @@ from .arith import DTYPE, Fixed
 from .network import Network
 from .passes import PixelCaches
 from .recurrent import H_EXP, IntegerRecurrent, cell_tables, lstm_cell
-from .steps import AddAt, GatesAt, RowWindows, prepared_linear
+from .recurrent_steps import CellAt
+from .steps import AddAt, RowWindows, prepared_linear
 
 
 class IntegerRowLSTM(IntegerRecurrent):
@@ -102,8 +103,7 @@ class FastRowLayer:
             exp = net.op(f"{name}.conditioned").out_exp
         initial = net.initial(f"{name}.initial", name)
         hid, pad = initial.hidden.shape[-1], kernel // 2
-        self.gates = GatesAt(f"{name}.gates", net.op(f"{name}.gates"), H_EXP, exp, [kernel * hid])
-        self.tables = cell_tables(net)
+        self.cell = CellAt(f"{name}.gates", net.op(f"{name}.gates"), H_EXP, exp, [kernel * hid], cell_tables(net))
         self.out_exp = H_EXP  # of the states it gives
         self.states = torch.zeros(batch, 2, (width + 2 * pad) * hid, dtype=DTYPE, device=device)
         self.states[:, 0, pad * hid:(pad + width) * hid] = initial.hidden[0].repeat(width)  # the row above the image
@@ -111,7 +111,7 @@ class FastRowLayer:
         self.cells[:, 0] = initial.cell[0]
         self.above = [self.states[:, 0, j * hid:(j + kernel) * hid] for j in range(width)]  # columns j -+ k//2
         self.slots = [self.states[:, 1, (j + pad) * hid:(j + pad + 1) * hid] for j in range(width)]
-        self.gates_in = torch.empty(batch, self.gates.weights[0].shape[1], dtype=DTYPE, device=device)
+        self.gates_in = torch.empty(batch, 4 * hid, dtype=DTYPE, device=device)
         self.pre = torch.empty_like(self.gates_in)
         self.row = -1
 
@@ -128,8 +128,7 @@ class FastRowLayer:
         gates_in = self.inputs.finish(j, self.gates_in, consume)
         if self.conditioned is not None:
             self.conditioned(gates_in, bias)
-        pre = self.gates(gates_in, [self.above[j]], self.pre)
-        h, c = lstm_cell(pre, self.cells[:, 0, j], self.tables)
+        h, c = self.cell(gates_in, [self.above[j]], self.cells[:, 0, j], self.pre)
         self.slots[j].copy_(h)
         self.cells[:, 1, j].copy_(c)
         out.copy_(h)
