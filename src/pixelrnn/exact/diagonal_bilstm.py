@@ -159,7 +159,6 @@ class FastDiagonalLayer:
         self.gates_in = torch.empty(batch, self.inputs.weight.shape[1], dtype=DTYPE, device=device)
         four_h = self.gates_in.shape[1] // 2
         self.row_gates = torch.zeros(width, batch, four_h, dtype=DTYPE, device=device)  # the row's right-to-left gates
-        self.pre = torch.empty(batch, four_h, dtype=DTYPE, device=device)
         self.ltr_in, self.rtl_in = self.gates_in[:, :four_h], self.gates_in[:, four_h:]
         self.row = -1
 
@@ -176,9 +175,8 @@ class FastDiagonalLayer:
             self.conditioned(gates_in, bias)
         self.row_gates[j].copy_(self.rtl_in)
         # The state taps above and on the left, and the cell state on the left
-        h, c = self.ltr(self.ltr_in, [self.ltr_h[:, 0, j + 1], self.ltr_h[:, 1, j]], self.ltr_c[:, j], self.pre)
-        self.ltr_h[:, 1, j + 1].copy_(h)
-        self.ltr_c[:, j + 1].copy_(c)
+        h = self.ltr_h[:, 1, j + 1]
+        self.ltr(self.ltr_in, [self.ltr_h[:, 0, j + 1], self.ltr_h[:, 1, j]], self.ltr_c[:, j], h, self.ltr_c[:, j + 1])
         self.sum(out.copy_(h), self.rtl_h[:, 1, j])  # before end_row(i) the row kept is row i - 1's
 
     def end_row(self, i: int) -> None:
@@ -186,7 +184,5 @@ class FastDiagonalLayer:
         self.rtl_h[:, 0].copy_(self.rtl_h[:, 1])  # row i - 1's states become the row above
         for j in reversed(range(self.width)):
             # The state taps above and on the right, and the cell state on the right
-            h, c = self.rtl(self.row_gates[j], [self.rtl_h[:, 0, j], self.rtl_h[:, 1, j + 1]], self.rtl_c[:, j + 1],
-                            self.pre)
-            self.rtl_h[:, 1, j].copy_(h)
-            self.rtl_c[:, j].copy_(c)
+            self.rtl(self.row_gates[j], [self.rtl_h[:, 0, j], self.rtl_h[:, 1, j + 1]], self.rtl_c[:, j + 1],
+                     self.rtl_h[:, 1, j], self.rtl_c[:, j])

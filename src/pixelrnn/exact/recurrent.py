@@ -103,18 +103,22 @@ def lstm_cell(pre: torch.Tensor, cell: torch.Tensor, tables: CellTables) -> tupl
     return gated_cell(tables.gather(index), cell, tables)
 
 
-def gated_cell(gates: torch.Tensor, cell: torch.Tensor, tables: CellTables) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`lstm_cell` from its gathered gates (..., 4h), [o', f', i', g] (the sigmoid ones pre-scaled)."""
+def gated_cell(gates: torch.Tensor, cell: torch.Tensor, tables: CellTables,
+               out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lstm_cell` from its gathered gates (..., 4h), [o', f', i', g] (the sigmoid ones pre-scaled); ``out``:
+    where to write h, c and the tanh table's index (int64), if given (a stepper's buffers: no new tensors)."""
     hid = gates.shape[-1] // 4
     o, f, i, g = gates[..., :hid], gates[..., hid:2 * hid], gates[..., 2 * hid:3 * hid], gates[..., 3 * hid:]
+    h_out, c_out, index_out = (None, None, None) if out is None else out
     # c = floor(f' c_prev + i' g + 1/2): the rescaling of f c_prev + i g, the half added first
-    c = torch.addcmul(tables.half, i, g).addcmul_(f, cell).floor_().clamp_(-C_BOUND, C_BOUND)
+    c = torch.addcmul(tables.half, i, g, out=c_out).addcmul_(f, cell).floor_().clamp_(-C_BOUND, C_BOUND)
     # The tanh table's index: floor(c 2**-(C_EXP - T_IN) + 1/2) clamped to its ends, shifted to start at 0; clamped
     # first, the value is not negative, and the conversion to int64 (truncation) is the floor.
     squash = torch.add(tables.squash_offset, c, alpha=pow2(T_IN - C_EXP)).clamp_(0, 2 * tables.half_tanh)
-    squashed = tables.tanh.index_select(0, squash.to(torch.int64).reshape(-1)).view(c.shape)
+    index = squash.to(torch.int64) if index_out is None else index_out.copy_(squash)
+    squashed = tables.tanh.index_select(0, index.reshape(-1)).view(c.shape)
     # |o' tanh| <= 2**H_EXP (the tables' ends, checked by CellTables), so h needs no clamp
-    h = torch.addcmul(tables.half, squashed, o).floor_()
+    h = torch.addcmul(tables.half, squashed, o, out=h_out).floor_()
     return h, c
 
 

@@ -126,15 +126,29 @@ class CellAt:
         self.fused = tables.n <= op.bound and worst < EXACT_LIMIT and shift >= 0
         self.base = offsets + self.gates.half
         self.lo, self.hi = offsets - tables.n, offsets + tables.n
+        self.buffers = None  # (pre-activations, their table indices, the tanh's indices), made on the first call
 
-    def __call__(self, added: torch.Tensor, taps: list[torch.Tensor], cell: torch.Tensor,
-                 pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(h, c) of the cell whose input-to-state values are ``added`` (B, 4h) and state taps ``taps``, its
-        previous cell state ``cell``; ``pre`` (B, 4h) is a buffer."""
+    def __call__(self, added: torch.Tensor, taps: list[torch.Tensor], cell: torch.Tensor, h: torch.Tensor,
+                 c: torch.Tensor) -> None:
+        """The state ``h`` and cell state ``c`` (B, h) of the cell whose input-to-state values are ``added`` (B, 4h)
+        and state taps ``taps``, its previous cell state ``cell``, written where ``h`` and ``c`` are."""
+        batch = len(added)
+        pre, index, squash = self._buffers(batch, added)
         if not self.fused:
-            return lstm_cell(self.gates(added, taps, pre), cell, self.tables)
+            out_h, out_c = lstm_cell(self.gates(added, taps, pre), cell, self.tables)
+            h.copy_(out_h)
+            c.copy_(out_c)
+            return
         torch.add(self.base, added, alpha=self.gates.factor, out=pre)
         for part, weight in zip(taps, self.gates.weights):
             pre.addmm_(part, weight)
-        index = torch.clamp(pre, self.lo, self.hi, out=pre).to(torch.int64)
-        return gated_cell(self.tables.gather(index), cell, self.tables)
+        index.copy_(torch.clamp(pre, self.lo, self.hi, out=pre))  # into int64: the floor of what is not negative
+        gated_cell(self.tables.gather(index), cell, self.tables, (h, c, squash))
+
+    def _buffers(self, batch: int, like: torch.Tensor):
+        if self.buffers is None or len(self.buffers[0]) != batch:
+            four_h = like.shape[-1]
+            self.buffers = (like.new_empty(batch, four_h), torch.empty(batch, four_h, dtype=torch.int64,
+                                                                        device=like.device),
+                            torch.empty(batch, four_h // 4, dtype=torch.int64, device=like.device))
+        return self.buffers

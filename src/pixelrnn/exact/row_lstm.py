@@ -112,7 +112,6 @@ class FastRowLayer:
         self.above = [self.states[:, 0, j * hid:(j + kernel) * hid] for j in range(width)]  # columns j -+ k//2
         self.slots = [self.states[:, 1, (j + pad) * hid:(j + pad + 1) * hid] for j in range(width)]
         self.gates_in = torch.empty(batch, 4 * hid, dtype=DTYPE, device=device)
-        self.pre = torch.empty_like(self.gates_in)
         self.row = -1
 
     def at(self, stream_one: torch.Tensor, i: int, j: int, bias: torch.Tensor | None, out: torch.Tensor,
@@ -128,10 +127,8 @@ class FastRowLayer:
         gates_in = self.inputs.finish(j, self.gates_in, consume)
         if self.conditioned is not None:
             self.conditioned(gates_in, bias)
-        h, c = self.cell(gates_in, [self.above[j]], self.cells[:, 0, j], self.pre)
-        self.slots[j].copy_(h)
-        self.cells[:, 1, j].copy_(c)
-        out.copy_(h)
+        self.cell(gates_in, [self.above[j]], self.cells[:, 0, j], self.slots[j], self.cells[:, 1, j])
+        out.copy_(self.slots[j])
 
     def end_row(self, i: int) -> None:
         pass
