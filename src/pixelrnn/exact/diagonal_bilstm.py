@@ -145,8 +145,8 @@ class FastDiagonalLayer:
         hid = initial.hidden.shape[-1]
         self.hid, self.width = hid, width
         tables = cell_tables(net)
-        self.ltr = CellAt(f"{name}.gates.0", net.op(f"{name}.gates.0"), H_EXP, exp, [hid, hid], tables)
-        self.rtl = CellAt(f"{name}.gates.1", net.op(f"{name}.gates.1"), H_EXP, exp, [hid, hid], tables)
+        self.ltr = CellAt(f"{name}.gates.0", net.op(f"{name}.gates.0"), H_EXP, exp, [hid, hid], tables, batch)
+        self.rtl = CellAt(f"{name}.gates.1", net.op(f"{name}.gates.1"), H_EXP, exp, [hid, hid], tables, batch)
         self.sum = AddAt(f"{name}.sum", net.op(f"{name}.sum"), (H_EXP, H_EXP))
         self.out_exp = net.op(f"{name}.sum").out_exp  # of the sum of both directions' states it gives
 
@@ -177,7 +177,7 @@ class FastDiagonalLayer:
         # The state taps above and on the left, and the cell state on the left
         h = self.ltr_h[:, 1, j + 1]
         self.ltr(self.ltr_in, [self.ltr_h[:, 0, j + 1], self.ltr_h[:, 1, j]], self.ltr_c[:, j], h, self.ltr_c[:, j + 1])
-        self.sum(out.copy_(h), self.rtl_h[:, 1, j])  # before end_row(i) the row kept is row i - 1's
+        self.sum(h, self.rtl_h[:, 1, j], out=out)  # before end_row(i) the row kept is row i - 1's
 
     def end_row(self, i: int) -> None:
         """Row i is complete: run the right-to-left direction along it."""

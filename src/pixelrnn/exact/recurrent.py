@@ -103,22 +103,39 @@ def lstm_cell(pre: torch.Tensor, cell: torch.Tensor, tables: CellTables) -> tupl
     return gated_cell(tables.gather(index), cell, tables)
 
 
-def gated_cell(gates: torch.Tensor, cell: torch.Tensor, tables: CellTables,
-               out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`lstm_cell` from its gathered gates (..., 4h), [o', f', i', g] (the sigmoid ones pre-scaled); ``out``:
-    where to write h, c and the tanh table's index (int64), if given (a stepper's buffers: no new tensors)."""
-    hid = gates.shape[-1] // 4
-    o, f, i, g = gates[..., :hid], gates[..., hid:2 * hid], gates[..., 2 * hid:3 * hid], gates[..., 3 * hid:]
-    h_out, c_out, index_out = (None, None, None) if out is None else out
+class CellBuffers:
+    """Where a stepper's LSTM cell writes what it computes on the way (:func:`gated_cell`): the gathered gates and
+    their four parts, the tanh's index, its value. Made once; a cell then makes no new tensors."""
+
+    def __init__(self, batch: int, hid: int, like: torch.Tensor):
+        self.gates = like.new_empty(batch, 4 * hid)
+        self.flat_gates = self.gates.view(-1)
+        self.parts = self.gates.split(hid, dim=-1)  # o', f', i', g
+        self.squash = like.new_empty(batch, hid)
+        self.index = torch.empty(batch, hid, dtype=torch.int64, device=like.device)
+        self.flat_index = self.index.view(-1)
+        self.squashed = like.new_empty(batch, hid)
+        self.flat_squashed = self.squashed.view(-1)
+
+
+def gated_cell(gates: torch.Tensor, cell: torch.Tensor, tables: CellTables, h: torch.Tensor | None = None,
+               c: torch.Tensor | None = None, buffers: CellBuffers | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lstm_cell` from its gathered gates (..., 4h), [o', f', i', g] (the sigmoid ones pre-scaled). A stepper
+    gives where h and c go and its ``buffers`` (whose ``gates`` then hold the gates): no new tensors."""
+    if buffers is None:
+        o, f, i, g = gates.chunk(4, dim=-1)
+        squash = index = squashed = None
+    else:
+        (o, f, i, g), squash, index, squashed = buffers.parts, buffers.squash, buffers.index, buffers.flat_squashed
     # c = floor(f' c_prev + i' g + 1/2): the rescaling of f c_prev + i g, the half added first
-    c = torch.addcmul(tables.half, i, g, out=c_out).addcmul_(f, cell).floor_().clamp_(-C_BOUND, C_BOUND)
+    c = torch.addcmul(tables.half, i, g, out=c).addcmul_(f, cell).floor_().clamp_(-C_BOUND, C_BOUND)
     # The tanh table's index: floor(c 2**-(C_EXP - T_IN) + 1/2) clamped to its ends, shifted to start at 0; clamped
     # first, the value is not negative, and the conversion to int64 (truncation) is the floor.
-    squash = torch.add(tables.squash_offset, c, alpha=pow2(T_IN - C_EXP)).clamp_(0, 2 * tables.half_tanh)
-    index = squash.to(torch.int64) if index_out is None else index_out.copy_(squash)
-    squashed = tables.tanh.index_select(0, index.reshape(-1)).view(c.shape)
+    squash = torch.add(tables.squash_offset, c, alpha=pow2(T_IN - C_EXP), out=squash).clamp_(0, 2 * tables.half_tanh)
+    index = squash.to(torch.int64) if index is None else index.copy_(squash)
+    squashed = torch.index_select(tables.tanh, 0, index.view(-1), out=squashed).view(c.shape)
     # |o' tanh| <= 2**H_EXP (the tables' ends, checked by CellTables), so h needs no clamp
-    h = torch.addcmul(tables.half, squashed, o, out=h_out).floor_()
+    h = torch.addcmul(tables.half, squashed, o, out=h).floor_()
     return h, c
 
 

@@ -18,7 +18,7 @@ from .arith import DTYPE, EXACT_LIMIT, Fixed
 from .layers import conditioning
 from .ops import Gates, damaged
 from .passes import at_pixel
-from .recurrent import CellTables, gated_cell, lstm_cell
+from .recurrent import CellBuffers, CellTables, gated_cell, lstm_cell
 from .steps import AddAt, GatesAt, OneByOne, RowWindows, prepared_linear, with_one
 
 
@@ -116,7 +116,8 @@ class CellAt:
     bound, else the two steps run apart (as they do in the full pass).
     """
 
-    def __init__(self, name: str, op: Gates, in_exp: int, add_exp: int, parts: list[int], tables: CellTables):
+    def __init__(self, name: str, op: Gates, in_exp: int, add_exp: int, parts: list[int], tables: CellTables,
+                 batch: int):
         self.gates = GatesAt(name, op, in_exp, add_exp, parts)
         self.tables = tables
         hid = op.weight.shape[1] // 4
@@ -126,29 +127,24 @@ class CellAt:
         self.fused = tables.n <= op.bound and worst < EXACT_LIMIT and shift >= 0
         self.base = offsets + self.gates.half
         self.lo, self.hi = offsets - tables.n, offsets + tables.n
-        self.buffers = None  # (pre-activations, their table indices, the tanh's indices), made on the first call
+        like = self.base
+        self.pre = like.new_empty(batch, 4 * hid)
+        self.index = torch.empty(batch, 4 * hid, dtype=torch.int64, device=like.device)
+        self.flat_index = self.index.view(-1)
+        self.buffers = CellBuffers(batch, hid, like)
 
     def __call__(self, added: torch.Tensor, taps: list[torch.Tensor], cell: torch.Tensor, h: torch.Tensor,
                  c: torch.Tensor) -> None:
         """The state ``h`` and cell state ``c`` (B, h) of the cell whose input-to-state values are ``added`` (B, 4h)
         and state taps ``taps``, its previous cell state ``cell``, written where ``h`` and ``c`` are."""
-        batch = len(added)
-        pre, index, squash = self._buffers(batch, added)
         if not self.fused:
-            out_h, out_c = lstm_cell(self.gates(added, taps, pre), cell, self.tables)
+            out_h, out_c = lstm_cell(self.gates(added, taps, self.pre), cell, self.tables)
             h.copy_(out_h)
             c.copy_(out_c)
             return
-        torch.add(self.base, added, alpha=self.gates.factor, out=pre)
+        pre = torch.add(self.base, added, alpha=self.gates.factor, out=self.pre)
         for part, weight in zip(taps, self.gates.weights):
             pre.addmm_(part, weight)
-        index.copy_(torch.clamp(pre, self.lo, self.hi, out=pre))  # into int64: the floor of what is not negative
-        gated_cell(self.tables.gather(index), cell, self.tables, (h, c, squash))
-
-    def _buffers(self, batch: int, like: torch.Tensor):
-        if self.buffers is None or len(self.buffers[0]) != batch:
-            four_h = like.shape[-1]
-            self.buffers = (like.new_empty(batch, four_h), torch.empty(batch, four_h, dtype=torch.int64,
-                                                                        device=like.device),
-                            torch.empty(batch, four_h // 4, dtype=torch.int64, device=like.device))
-        return self.buffers
+        self.index.copy_(torch.clamp(pre, self.lo, self.hi, out=pre))  # into int64: the floor of what is not negative
+        torch.index_select(self.tables.joined, 0, self.flat_index, out=self.buffers.flat_gates)
+        gated_cell(self.buffers.gates, cell, self.tables, h, c, self.buffers)

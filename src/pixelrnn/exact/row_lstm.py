@@ -103,7 +103,8 @@ class FastRowLayer:
             exp = net.op(f"{name}.conditioned").out_exp
         initial = net.initial(f"{name}.initial", name)
         hid, pad = initial.hidden.shape[-1], kernel // 2
-        self.cell = CellAt(f"{name}.gates", net.op(f"{name}.gates"), H_EXP, exp, [kernel * hid], cell_tables(net))
+        self.cell = CellAt(f"{name}.gates", net.op(f"{name}.gates"), H_EXP, exp, [kernel * hid], cell_tables(net),
+                           batch)
         self.out_exp = H_EXP  # of the states it gives
         self.states = torch.zeros(batch, 2, (width + 2 * pad) * hid, dtype=DTYPE, device=device)
         self.states[:, 0, pad * hid:(pad + width) * hid] = initial.hidden[0].repeat(width)  # the row above the image
@@ -111,6 +112,7 @@ class FastRowLayer:
         self.cells[:, 0] = initial.cell[0]
         self.above = [self.states[:, 0, j * hid:(j + kernel) * hid] for j in range(width)]  # columns j -+ k//2
         self.slots = [self.states[:, 1, (j + pad) * hid:(j + pad + 1) * hid] for j in range(width)]
+        self.cells_above, self.cells_here = self.cells[:, 0].unbind(1), self.cells[:, 1].unbind(1)
         self.gates_in = torch.empty(batch, 4 * hid, dtype=DTYPE, device=device)
         self.row = -1
 
@@ -127,7 +129,7 @@ class FastRowLayer:
         gates_in = self.inputs.finish(j, self.gates_in, consume)
         if self.conditioned is not None:
             self.conditioned(gates_in, bias)
-        self.cell(gates_in, [self.above[j]], self.cells[:, 0, j], self.slots[j], self.cells[:, 1, j])
+        self.cell(gates_in, [self.above[j]], self.cells_above[j], self.slots[j], self.cells_here[j])
         out.copy_(self.slots[j])
 
     def end_row(self, i: int) -> None:

@@ -110,10 +110,16 @@ class AddAt:
         self.half = 0.5 if shift > 0 else 0.0
         self.bound = op.bound
 
-    def __call__(self, total: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
-        if self.first != 1.0:
-            total.mul_(self.first)
-        total.add_(term, alpha=self.second)
+    def __call__(self, total: torch.Tensor, term: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The sum into ``out``, or into ``total`` in place."""
+        if out is not None and self.first == 1.0:
+            total = torch.add(total, term, alpha=self.second, out=out)
+        else:
+            if out is not None:
+                total = torch.mul(total, self.first, out=out)
+            elif self.first != 1.0:
+                total.mul_(self.first)
+            total.add_(term, alpha=self.second)
         if self.half:
             total.add_(self.half)
         return total.floor_().clamp_(-self.bound, self.bound)
