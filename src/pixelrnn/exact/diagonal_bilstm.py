@@ -145,8 +145,11 @@ class FastDiagonalLayer:
         hid = initial.hidden.shape[-1]
         self.hid, self.width = hid, width
         tables = cell_tables(net)
-        self.ltr = CellAt(f"{name}.gates.0", net.op(f"{name}.gates.0"), H_EXP, exp, [hid, hid], tables, batch)
-        self.rtl = CellAt(f"{name}.gates.1", net.op(f"{name}.gates.1"), H_EXP, exp, [hid, hid], tables, batch)
+        # The state taps are [above, beside]: the ones above are summed once per row
+        self.ltr = CellAt(f"{name}.gates.0", net.op(f"{name}.gates.0"), H_EXP, exp, [hid, hid], tables, batch, width,
+                          above=1)
+        self.rtl = CellAt(f"{name}.gates.1", net.op(f"{name}.gates.1"), H_EXP, exp, [hid, hid], tables, batch, width,
+                          above=1)
         self.sum = AddAt(f"{name}.sum", net.op(f"{name}.sum"), (H_EXP, H_EXP))
         self.out_exp = net.op(f"{name}.sum").out_exp  # of the sum of both directions' states it gives
 
@@ -169,20 +172,22 @@ class FastDiagonalLayer:
         if i != self.row:
             if i > 0:  # row i - 1, complete, becomes the row above
                 self.ltr_h[:, 0].copy_(self.ltr_h[:, 1])
+            self.ltr.start_row([self.ltr_h[:, 0, 1:].transpose(0, 1).reshape(-1, self.hid)])  # above pixel j: j + 1
             self.row = i
         gates_in = self.inputs(stream_one, self.gates_in)  # (B, 8h): [left-to-right | right-to-left]
         if self.conditioned is not None:
             self.conditioned(gates_in, bias)
         self.row_gates[j].copy_(self.rtl_in)
-        # The state taps above and on the left, and the cell state on the left
+        # The state tap on the left (the one above is in the row's sums), and the cell state on the left
         h = self.ltr_h[:, 1, j + 1]
-        self.ltr(self.ltr_in, [self.ltr_h[:, 0, j + 1], self.ltr_h[:, 1, j]], self.ltr_c[:, j], h, self.ltr_c[:, j + 1])
+        self.ltr(j, self.ltr_in, [self.ltr_h[:, 1, j]], self.ltr_c[:, j], h, self.ltr_c[:, j + 1])
         self.sum(h, self.rtl_h[:, 1, j], out=out)  # before end_row(i) the row kept is row i - 1's
 
     def end_row(self, i: int) -> None:
         """Row i is complete: run the right-to-left direction along it."""
         self.rtl_h[:, 0].copy_(self.rtl_h[:, 1])  # row i - 1's states become the row above
+        self.rtl.start_row([self.rtl_h[:, 0, :self.width].transpose(0, 1).reshape(-1, self.hid)])
         for j in reversed(range(self.width)):
-            # The state taps above and on the right, and the cell state on the right
-            self.rtl(self.row_gates[j], [self.rtl_h[:, 0, j], self.rtl_h[:, 1, j + 1]], self.rtl_c[:, j + 1],
-                     self.rtl_h[:, 1, j], self.rtl_c[:, j])
+            # The state tap on the right (the one above is in the row's sums), and the cell state on the right
+            self.rtl(j, self.row_gates[j], [self.rtl_h[:, 1, j + 1]], self.rtl_c[:, j + 1], self.rtl_h[:, 1, j],
+                     self.rtl_c[:, j])

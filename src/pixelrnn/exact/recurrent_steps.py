@@ -105,8 +105,14 @@ class FastRecurrentStepper:
 
 
 class CellAt:
-    """An LSTM layer's gates and cell at one pixel (:class:`.steps.GatesAt`, then :func:`.recurrent.lstm_cell`), with
-    the gates' rounding, their clamp and the table's index made one clamp.
+    """An LSTM layer's gates and cell at the pixels of a row (:class:`.ops.Gates`, then :func:`.recurrent.lstm_cell`):
+    the state taps that read the row above summed for the whole row at once, and the gates' rounding, their clamp
+    and the table's index made one clamp.
+
+    ``parts``: the feature counts of the state taps, in the order of the gates' weight; the first ``above`` of them
+    are states of the row above, complete when the row starts: :meth:`start_row` multiplies them for every pixel of
+    the row in one product, the input-to-state half (below) included; a pixel then adds its input-to-state values
+    and the products of its other taps.
 
     The pre-activations v = added * factor + 1/2 + taps @ W are what :class:`.ops.Gates` floors and clamps to
     +-GATE_BOUND, and the cell then clamps to the joined table's +-N and offsets by its segment's start. Here each
@@ -117,7 +123,7 @@ class CellAt:
     """
 
     def __init__(self, name: str, op: Gates, in_exp: int, add_exp: int, parts: list[int], tables: CellTables,
-                 batch: int):
+                 batch: int, width: int, above: int):
         self.gates = GatesAt(name, op, in_exp, add_exp, parts)
         self.tables = tables
         hid = op.weight.shape[1] // 4
@@ -125,26 +131,40 @@ class CellAt:
         shift = op.acc_exp - op.out_exp
         worst = op.worst_case() + (int(offsets.max()) << max(shift, 0))
         self.fused = tables.n <= op.bound and worst < EXACT_LIMIT and shift >= 0
-        self.base = offsets + self.gates.half
+        self.base = (offsets if self.fused else torch.zeros_like(offsets)) + self.gates.half
         self.lo, self.hi = offsets - tables.n, offsets + tables.n
+        self.above_weights, self.own_weights = self.gates.weights[:above], self.gates.weights[above:]
         like = self.base
+        self.partial = like.new_empty(width * batch, 4 * hid)  # (W B, 4h): the row's sums of the taps above
+        self.partials = self.partial.view(width, batch, -1).unbind()
         self.pre = like.new_empty(batch, 4 * hid)
         self.index = torch.empty(batch, 4 * hid, dtype=torch.int64, device=like.device)
         self.flat_index = self.index.view(-1)
         self.buffers = CellBuffers(batch, hid, like)
 
-    def __call__(self, added: torch.Tensor, taps: list[torch.Tensor], cell: torch.Tensor, h: torch.Tensor,
+    def start_row(self, above: list[torch.Tensor]) -> None:
+        """A row starts: its taps above, each (W B, features) in the order of ``parts``, for all its pixels."""
+        if not above:
+            self.partial.copy_(self.base.expand_as(self.partial))
+        for k, (taps, weight) in enumerate(zip(above, self.above_weights)):
+            if k == 0:
+                torch.addmm(self.base, taps, weight, out=self.partial)
+            else:
+                self.partial.addmm_(taps, weight)
+
+    def __call__(self, j: int, added: torch.Tensor, taps: list[torch.Tensor], cell: torch.Tensor, h: torch.Tensor,
                  c: torch.Tensor) -> None:
-        """The state ``h`` and cell state ``c`` (B, h) of the cell whose input-to-state values are ``added`` (B, 4h)
-        and state taps ``taps``, its previous cell state ``cell``, written where ``h`` and ``c`` are."""
+        """The state ``h`` and cell state ``c`` (B, h) at pixel j of the row, whose input-to-state values are
+        ``added`` (B, 4h), other state taps ``taps`` and previous cell state ``cell``, written where ``h`` and ``c``
+        are."""
+        pre = torch.add(self.partials[j], added, alpha=self.gates.factor, out=self.pre)
+        for part, weight in zip(taps, self.own_weights):
+            pre.addmm_(part, weight)
         if not self.fused:
-            out_h, out_c = lstm_cell(self.gates(added, taps, self.pre), cell, self.tables)
+            out_h, out_c = lstm_cell(pre.floor_().clamp_(-self.gates.bound, self.gates.bound), cell, self.tables)
             h.copy_(out_h)
             c.copy_(out_c)
             return
-        pre = torch.add(self.base, added, alpha=self.gates.factor, out=self.pre)
-        for part, weight in zip(taps, self.gates.weights):
-            pre.addmm_(part, weight)
         self.index.copy_(torch.clamp(pre, self.lo, self.hi, out=pre))  # into int64: the floor of what is not negative
         torch.index_select(self.tables.joined, 0, self.flat_index, out=self.buffers.flat_gates)
         gated_cell(self.buffers.gates, cell, self.tables, h, c, self.buffers)

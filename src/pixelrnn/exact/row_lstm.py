@@ -104,13 +104,14 @@ class FastRowLayer:
         initial = net.initial(f"{name}.initial", name)
         hid, pad = initial.hidden.shape[-1], kernel // 2
         self.cell = CellAt(f"{name}.gates", net.op(f"{name}.gates"), H_EXP, exp, [kernel * hid], cell_tables(net),
-                           batch)
+                           batch, width, above=1)
         self.out_exp = H_EXP  # of the states it gives
         self.states = torch.zeros(batch, 2, (width + 2 * pad) * hid, dtype=DTYPE, device=device)
         self.states[:, 0, pad * hid:(pad + width) * hid] = initial.hidden[0].repeat(width)  # the row above the image
         self.cells = torch.zeros(batch, 2, width, hid, dtype=DTYPE, device=device)
         self.cells[:, 0] = initial.cell[0]
-        self.above = [self.states[:, 0, j * hid:(j + kernel) * hid] for j in range(width)]  # columns j -+ k//2
+        # The k states above each pixel of the row (columns j -+ k//2), pixel-major: (W, B, k h), a view
+        self.above = self.states[:, 0].unfold(1, kernel * hid, hid).transpose(0, 1)
         self.slots = [self.states[:, 1, (j + pad) * hid:(j + pad + 1) * hid] for j in range(width)]
         self.cells_above, self.cells_here = self.cells[:, 0].unbind(1), self.cells[:, 1].unbind(1)
         self.gates_in = torch.empty(batch, 4 * hid, dtype=DTYPE, device=device)
@@ -124,12 +125,13 @@ class FastRowLayer:
             if i > 0:  # row i - 1, complete, becomes the row above
                 self.states[:, 0].copy_(self.states[:, 1])
                 self.cells[:, 0].copy_(self.cells[:, 1])
+            self.cell.start_row([self.above.reshape(-1, self.above.shape[-1])])
             self.row = i
         self.inputs.slot(i, j).copy_(stream_one[:, :-1])
         gates_in = self.inputs.finish(j, self.gates_in, consume)
         if self.conditioned is not None:
             self.conditioned(gates_in, bias)
-        self.cell(gates_in, [self.above[j]], self.cells_above[j], self.slots[j], self.cells_here[j])
+        self.cell(j, gates_in, [], self.cells_above[j], self.slots[j], self.cells_here[j])
         out.copy_(self.slots[j])
 
     def end_row(self, i: int) -> None:
