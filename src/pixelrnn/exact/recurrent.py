@@ -107,14 +107,15 @@ class CellBuffers:
     """Where a stepper's LSTM cell writes what it computes on the way (:func:`gated_cell`): the gathered gates and
     their four parts, the tanh's index, its value. Made once; a cell then makes no new tensors."""
 
-    def __init__(self, batch: int, hid: int, like: torch.Tensor):
-        self.gates = like.new_empty(batch, 4 * hid)
+    def __init__(self, batch: int | tuple[int, ...], hid: int, like: torch.Tensor):
+        shape = (batch,) if isinstance(batch, int) else tuple(batch)  # (B,), or (layers, B) for a stack's cells
+        self.gates = like.new_empty(*shape, 4 * hid)
         self.flat_gates = self.gates.view(-1)
         self.parts = self.gates.split(hid, dim=-1)  # o', f', i', g
-        self.squash = like.new_empty(batch, hid)
-        self.index = torch.empty(batch, hid, dtype=torch.int64, device=like.device)
+        self.squash = like.new_empty(*shape, hid)
+        self.index = torch.empty(*shape, hid, dtype=torch.int64, device=like.device)
         self.flat_index = self.index.view(-1)
-        self.squashed = like.new_empty(batch, hid)
+        self.squashed = like.new_empty(*shape, hid)
         self.flat_squashed = self.squashed.view(-1)
 
 
@@ -185,10 +186,15 @@ class IntegerRecurrent(IntegerModel):
     def layer_steps(self, k: int, batch: int, caches: PixelCaches):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def fast_layer(self, k: int, batch: int, in_exp: int, bias_exp: int | None):  # pragma: no cover - abstract
+    def fast_layer(self, k: int, batch: int, in_exp: int, bias_exp: int | None, rows):  # pragma: no cover
         """LSTM layer k at one pixel for :class:`.recurrent_steps.FastRecurrentStepper`: ``at(stream_one, i, j,
-        bias, out, consume)`` and ``end_row(i)``."""
+        bias, out, consume)`` and ``end_row(i)``; ``rows``: what :meth:`fast_rows` gave."""
         raise NotImplementedError
+
+    def fast_rows(self, batch: int):
+        """What the layers of a fast stepper share to finish a row together (``end_row(i)``), or None: each layer
+        then finishes its own rows."""
+        return None
 
     def step_bytes(self) -> int:
         _, height, width = self.image_shape

@@ -38,9 +38,10 @@ class FastRecurrentStepper:
         self.state_one, self.state = with_one(batch, hid, device)  # a layer's states at the pixel, and a 1
         self.outs, outs = with_one(batch, self.layers * 2 * hid, device)  # the layers' outputs: the skips' input
         self.steps = []
+        self.rows = model.fast_rows(batch)  # what the layers share to finish a row, if anything
         for k in range(self.layers):
             bias_exp = None if self.biases[k] is None else self.biases[k].exp
-            layer = model.fast_layer(k, batch, exp, bias_exp)
+            layer = model.fast_layer(k, batch, exp, bias_exp, self.rows)
             output = OneByOne(prepared_linear(net, f"outputs.{k}", layer.out_exp, False))
             residual = None
             if self.residual:
@@ -99,8 +100,11 @@ class FastRecurrentStepper:
         self.input.slot(i, j).copy_(self.model.to_inputs(x[:, :, i, j]))
 
     def end_row(self, x, i):
-        for layer, *_ in self.steps:
-            layer.end_row(i)
+        if self.rows is not None:
+            self.rows.end_row(i)
+        else:
+            for layer, *_ in self.steps:
+                layer.end_row(i)
 
 
 

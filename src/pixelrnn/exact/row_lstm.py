@@ -48,7 +48,7 @@ class IntegerRowLSTM(IntegerRecurrent):
     def layer_steps(self, k: int, batch: int, caches: PixelCaches) -> RowLayerSteps:
         return RowLayerSteps(self, k, batch, caches)
 
-    def fast_layer(self, k: int, batch: int, in_exp: int, bias_exp: int | None) -> FastRowLayer:
+    def fast_layer(self, k: int, batch: int, in_exp: int, bias_exp: int | None, rows=None) -> FastRowLayer:
         return FastRowLayer(self, k, batch, in_exp, bias_exp)
 
 
