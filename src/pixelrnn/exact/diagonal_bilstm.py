@@ -78,8 +78,8 @@ class IntegerDiagonalBiLSTM(IntegerRecurrent):
                    rows: RightToLeftRows) -> FastDiagonalLayer:
         return FastDiagonalLayer(self, k, batch, in_exp, bias_exp, rows)
 
-    def fast_rows(self, batch: int) -> RightToLeftRows:
-        return RightToLeftRows(self, batch)
+    def fast_rows(self, batch: int, biases: list[Fixed | None]) -> RightToLeftRows:
+        return RightToLeftRows(self, batch, biases)
 
 
 class DiagonalLayerSteps:
@@ -135,13 +135,15 @@ class RightToLeftRows:
     A layer's right-to-left pass over row i reads only its own gates of row i and its own states of row i - 1, not
     another layer's: so the passes of all layers run together, the layers a batch dimension of each product
     (``baddbmm``: each layer with its own weights) and of each step of the cell, 28 steps a row for all of them
-    instead of 28 per layer. States are kept as by each layer alone (two rows, the border column initial), and each
+    instead of 28 per layer. Their input-to-state gates too come from one product for the whole row and every layer,
+    of the streams that the layers kept at each pixel. States are kept as by each layer alone (two rows, the border column initial), and each
     layer reads its own views of them. The same exact sums and roundings: a layer whose cell cannot join its clamps
     (:class:`.recurrent_steps.CellAt`) makes all run one layer after the other.
     """
 
-    def __init__(self, model: IntegerDiagonalBiLSTM, batch: int):
+    def __init__(self, model: IntegerDiagonalBiLSTM, batch: int, biases: list[Fixed | None]):
         net, layers = model.net, model.config["layers"]
+        self.biases = biases  # the layers' conditioning maps (B, H or 1, W or 1, 8h), or None
         _, _, self.width = model.image_shape
         initials = [net.initial(f"lstm_layers.{k}.initial", f"lstm_layers.{k}") for k in range(layers)]
         hid = initials[0].hidden.shape[-1]
@@ -150,17 +152,29 @@ class RightToLeftRows:
         self.c = torch.stack([q.cell[1].to(DTYPE).expand(batch, self.width + 1, hid) for q in initials])
         self.gates = self.h.new_zeros(layers, self.width, batch, 4 * hid)  # each layer's gates of the row
         self.cells: list = [None] * layers  # each layer's CellAt, as the layers are made
+        # Each layer's input-to-state map of its right-to-left half: (weight (2h + 1, 4h), bound, conditioning sum)
+        self.inputs: list = [None] * layers
+        self.streams = None  # (L, W, B, 2h + 1): each layer's input at each pixel of the row, and a 1
         self.stacked = False  # their weights stacked for the batched products, at the first row's end
 
     def end_row(self, i: int) -> None:
         """Row i is complete: run every layer's right-to-left direction along it."""
         self.h[:, :, 0].copy_(self.h[:, :, 1])  # row i - 1's states become the row above
+        if not self.stacked:
+            self._stack()
+        layers, four_h = len(self.cells), 4 * self.hid
+        gates = self.gates.view(layers, -1, four_h)  # (L, W B, 4h)
+        torch.bmm(self.streams.view(layers, self.width * self.batch, -1), self.input_weights, out=gates).floor_()
+        gates.clamp_(-self.input_bounds, self.input_bounds)
+        for k, (_, _, conditioned) in enumerate(self.inputs):
+            if conditioned is not None:
+                bias = self.biases[k].values
+                row = bias[:, i if bias.shape[1] > 1 else 0, :, four_h:].transpose(0, 1)  # (W or 1, B, 4h)
+                conditioned(self.gates[k], row)
         if not all(cell.fused for cell in self.cells):
             for k, cell in enumerate(self.cells):
                 self._layer_row(k, cell)
             return
-        if not self.stacked:
-            self._stack()
         above = self.h[:, :, 0, :self.width].transpose(1, 2).reshape(len(self.cells), -1, self.hid)  # (L, W B, h)
         torch.baddbmm(self.base, above, self.above_weights, out=self.partial)
         tables = self.cells[0].tables
@@ -194,6 +208,8 @@ class RightToLeftRows:
         self.index = torch.empty(layers, self.batch, four_h, dtype=torch.int64, device=self.base.device)
         self.flat_index = self.index.view(-1)
         self.buffers = CellBuffers((layers, self.batch), self.hid, self.base)
+        self.input_weights = torch.stack([weight for weight, _, _ in self.inputs])  # (L, 2h + 1, 4h)
+        self.input_bounds = self.base.new_tensor([bound for _, bound, _ in self.inputs])[:, None, None]
         self.stacked = True
 
 
@@ -233,10 +249,15 @@ class FastDiagonalLayer:
         self.ltr_c = initial.cell[0].to(DTYPE).expand(batch, width + 1, hid).clone()  # the row decoded
         self.rtl_h = rows.h[k]  # the right-to-left states, run by ``rows`` for all layers together
         rows.cells[k] = self.rtl
-        self.gates_in = torch.empty(batch, self.inputs.weight.shape[1], dtype=DTYPE, device=device)
-        four_h = self.gates_in.shape[1] // 2
-        self.row_gates = rows.gates[k]  # (W, B, 4h): the row's right-to-left gates
-        self.ltr_in, self.rtl_in = self.gates_in[:, :four_h], self.gates_in[:, four_h:]
+        four_h = self.inputs.weight.shape[1] // 2
+        # The input-to-state map's halves: left-to-right here, at each pixel; right-to-left by ``rows``, per row
+        self.ltr_weight = self.inputs.weight[:, :four_h].contiguous()
+        rows.inputs[k] = (self.inputs.weight[:, four_h:].contiguous(), self.inputs.op.bound, self.conditioned)
+        if rows.streams is None:
+            rows.streams = torch.ones(len(rows.cells), width, batch, self.inputs.weight.shape[0], dtype=DTYPE,
+                                      device=device)
+        self.streams = rows.streams[k]  # (W, B, 2h + 1)
+        self.ltr_in = torch.empty(batch, four_h, dtype=DTYPE, device=device)
         self.row = -1
 
     def at(self, stream_one: torch.Tensor, i: int, j: int, bias: torch.Tensor | None, out: torch.Tensor,
@@ -248,10 +269,11 @@ class FastDiagonalLayer:
                 self.ltr_h[:, 0].copy_(self.ltr_h[:, 1])
             self.ltr.start_row([self.ltr_h[:, 0, 1:].transpose(0, 1).reshape(-1, self.hid)])  # above pixel j: j + 1
             self.row = i
-        gates_in = self.inputs(stream_one, self.gates_in)  # (B, 8h): [left-to-right | right-to-left]
+        ltr_in = torch.mm(stream_one, self.ltr_weight, out=self.ltr_in).floor_()
+        ltr_in.clamp_(-self.inputs.op.bound, self.inputs.op.bound)
         if self.conditioned is not None:
-            self.conditioned(gates_in, bias)
-        self.row_gates[j].copy_(self.rtl_in)
+            self.conditioned(ltr_in, bias[:, :ltr_in.shape[1]])
+        self.streams[j].copy_(stream_one)  # for the right-to-left half, when the row is complete
         # The state tap on the left (the one above is in the row's sums), and the cell state on the left
         h = self.ltr_h[:, 1, j + 1]
         self.ltr(j, self.ltr_in, [self.ltr_h[:, 1, j]], self.ltr_c[:, j], h, self.ltr_c[:, j + 1])

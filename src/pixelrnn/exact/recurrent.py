@@ -191,9 +191,9 @@ class IntegerRecurrent(IntegerModel):
         bias, out, consume)`` and ``end_row(i)``; ``rows``: what :meth:`fast_rows` gave."""
         raise NotImplementedError
 
-    def fast_rows(self, batch: int):
-        """What the layers of a fast stepper share to finish a row together (``end_row(i)``), or None: each layer
-        then finishes its own rows."""
+    def fast_rows(self, batch: int, biases: list[Fixed | None]):
+        """What the layers of a fast stepper share to finish a row together (``end_row(i)``), given the layers'
+        conditioning maps, or None: each layer then finishes its own rows."""
         return None
 
     def step_bytes(self) -> int:

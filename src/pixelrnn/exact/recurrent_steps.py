@@ -38,7 +38,7 @@ class FastRecurrentStepper:
         self.state_one, self.state = with_one(batch, hid, device)  # a layer's states at the pixel, and a 1
         self.outs, outs = with_one(batch, self.layers * 2 * hid, device)  # the layers' outputs: the skips' input
         self.steps = []
-        self.rows = model.fast_rows(batch)  # what the layers share to finish a row, if anything
+        self.rows = model.fast_rows(batch, self.biases)  # what the layers share to finish a row, if anything
         for k in range(self.layers):
             bias_exp = None if self.biases[k] is None else self.biases[k].exp
             layer = model.fast_layer(k, batch, exp, bias_exp, self.rows)
