@@ -257,26 +257,30 @@ class FastDiagonalLayer:
             rows.streams = torch.ones(len(rows.cells), width, batch, self.inputs.weight.shape[0], dtype=DTYPE,
                                       device=device)
         self.streams = rows.streams[k]  # (W, B, 2h + 1)
+        self.stream_features = self.streams[..., :-1].unbind()  # W x (B, 2h)
         self.ltr_in = torch.empty(batch, four_h, dtype=DTYPE, device=device)
         self.row = -1
 
-    def at(self, stream_one: torch.Tensor, i: int, j: int, bias: torch.Tensor | None, out: torch.Tensor,
-           consume: bool) -> None:
-        """The layer's output at pixel (i, j) into ``out`` (B, h): the left-to-right state there plus the
-        right-to-left state of the row above (the down-shift)."""
+    def input_at(self, i: int, j: int) -> torch.Tensor:
+        """Where the stream at pixel (i, j) goes, (B, 2h): the row's buffer of this layer's inputs, beside a 1."""
         if i != self.row:
             if i > 0:  # row i - 1, complete, becomes the row above
                 self.ltr_h[:, 0].copy_(self.ltr_h[:, 1])
             self.ltr.start_row([self.ltr_h[:, 0, 1:].transpose(0, 1).reshape(-1, self.hid)])  # above pixel j: j + 1
             self.row = i
-        ltr_in = torch.mm(stream_one, self.ltr_weight, out=self.ltr_in).floor_()
+        return self.stream_features[j]
+
+    def at(self, i: int, j: int, bias: torch.Tensor | None, out: torch.Tensor, consume: bool) -> None:
+        """The layer's output at pixel (i, j) into ``out`` (B, h), once the stream there is in :meth:`input_at`: the
+        left-to-right state there plus the right-to-left state of the row above (the down-shift). The stream stays
+        in the row's buffer for the right-to-left half of the input-to-state map, when the row is complete."""
+        ltr_in = torch.mm(self.streams[j], self.ltr_weight, out=self.ltr_in).floor_()
         ltr_in.clamp_(-self.inputs.op.bound, self.inputs.op.bound)
         if self.conditioned is not None:
             self.conditioned(ltr_in, bias[:, :ltr_in.shape[1]])
-        self.streams[j].copy_(stream_one)  # for the right-to-left half, when the row is complete
         # The state tap on the left (the one above is in the row's sums), and the cell state on the left
         h = self.ltr_h[:, 1, j + 1]
-        self.ltr(j, self.ltr_in, [self.ltr_h[:, 1, j]], self.ltr_c[:, j], h, self.ltr_c[:, j + 1])
+        self.ltr(j, ltr_in, [self.ltr_h[:, 1, j]], self.ltr_c[:, j], h, self.ltr_c[:, j + 1])
         self.sum(h, self.rtl_h[:, 1, j], out=out)  # before end_row(i) the row kept is row i - 1's
 
     def end_row(self, i: int) -> None:

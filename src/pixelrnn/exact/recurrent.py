@@ -187,8 +187,9 @@ class IntegerRecurrent(IntegerModel):
         raise NotImplementedError
 
     def fast_layer(self, k: int, batch: int, in_exp: int, bias_exp: int | None, rows):  # pragma: no cover
-        """LSTM layer k at one pixel for :class:`.recurrent_steps.FastRecurrentStepper`: ``at(stream_one, i, j,
-        bias, out, consume)`` and ``end_row(i)``; ``rows``: what :meth:`fast_rows` gave."""
+        """LSTM layer k at one pixel for :class:`.recurrent_steps.FastRecurrentStepper`: ``input_at(i, j)`` (where
+        the stream at the pixel goes), ``at(i, j, bias, out, consume)`` and ``end_row(i)``; ``rows``: what
+        :meth:`fast_rows` gave."""
         raise NotImplementedError
 
     def fast_rows(self, batch: int, biases: list[Fixed | None]):

@@ -34,7 +34,7 @@ class FastRecurrentStepper:
         hid = config["hidden"]
         self.input = RowWindows("input", prepared_linear(net, "input", 0, False), batch, width, device)
         exp = self.input.op.out_exp
-        self.stream_one, self.stream = with_one(batch, 2 * hid, device)
+        self.stream = torch.empty(batch, 2 * hid, dtype=DTYPE, device=device)  # the last layer's output, for the head
         self.state_one, self.state = with_one(batch, hid, device)  # a layer's states at the pixel, and a 1
         self.outs, outs = with_one(batch, self.layers * 2 * hid, device)  # the layers' outputs: the skips' input
         self.steps = []
@@ -71,21 +71,20 @@ class FastRecurrentStepper:
         if self.input.reads_own_pixel:  # mask A reads a pixel's earlier colours; with one colour, none
             slot.copy_(self.model.to_inputs(x[:, :, i, j]))
         consume = self.channels == 1  # one pass a pixel: row sums can take a pixel's own taps in place
-        stream = self.input.finish(j, self.stream, consume)
+        # Each layer's input is written where the layer reads it (its cache of the stream), not copied there
+        stream = self.input.finish(j, self.steps[0][0].input_at(i, j), consume)
         last = self.layers - 1
         for k, (layer, output, out, residual) in enumerate(self.steps):
             bias = None if self.biases[k] is None else at_pixel(self.biases[k], i, j).values
-            layer.at(self.stream_one, i, j, bias, self.state, consume)
+            layer.at(i, j, bias, self.state, consume)
+            after = self.steps[k + 1][0].input_at(i, j) if k < last else self.stream  # the next layer's input
             if residual is None and not self.skip:
-                output(self.state_one, stream)  # the layer's output is the next layer's stream
+                stream = output(self.state_one, after)  # the layer's output is the next layer's stream
                 continue
             output(self.state_one, out)
             if self.skip and k == last:
                 break  # the head reads the skips alone: the last residual sum would go nowhere
-            if residual is not None:
-                residual(stream, out)
-            else:
-                stream.copy_(out)
+            stream = residual(stream, out, out=after) if residual is not None else after.copy_(out)
         if self.skip:
             features = torch.mm(self.outs, self.skip_weight, out=self.skip_sum).floor_()
             features.clamp_(-self.skips.bound, self.skips.bound)

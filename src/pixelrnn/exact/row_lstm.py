@@ -117,17 +117,18 @@ class FastRowLayer:
         self.gates_in = torch.empty(batch, 4 * hid, dtype=DTYPE, device=device)
         self.row = -1
 
-    def at(self, stream_one: torch.Tensor, i: int, j: int, bias: torch.Tensor | None, out: torch.Tensor,
-           consume: bool) -> None:
-        """The layer's states at pixel (i, j) into ``out`` (B, h), from the stream there (``stream_one``: its
-        features and a 1)."""
+    def input_at(self, i: int, j: int) -> torch.Tensor:
+        """Where the stream at pixel (i, j) goes, (B, 2h): its slot in the input-to-state map's cache."""
         if i != self.row:
             if i > 0:  # row i - 1, complete, becomes the row above
                 self.states[:, 0].copy_(self.states[:, 1])
                 self.cells[:, 0].copy_(self.cells[:, 1])
             self.cell.start_row([self.above.reshape(-1, self.above.shape[-1])])
             self.row = i
-        self.inputs.slot(i, j).copy_(stream_one[:, :-1])
+        return self.inputs.slot(i, j)
+
+    def at(self, i: int, j: int, bias: torch.Tensor | None, out: torch.Tensor, consume: bool) -> None:
+        """The layer's states at pixel (i, j) into ``out`` (B, h), once the stream there is in :meth:`input_at`."""
         gates_in = self.inputs.finish(j, self.gates_in, consume)
         if self.conditioned is not None:
             self.conditioned(gates_in, bias)
