@@ -178,14 +178,14 @@ class RightToLeftRows:
         above = self.h[:, :, 0, :self.width].transpose(1, 2).reshape(len(self.cells), -1, self.hid)  # (L, W B, h)
         torch.baddbmm(self.base, above, self.above_weights, out=self.partial)
         tables = self.cells[0].tables
+        h, c, partials, gates = self.row_h, self.row_c, self.row_partials, self.row_gates
         for j in reversed(range(self.width)):
             # The state tap on the right (the one above is in the row's sums), and the cell state on the right
-            pre = torch.addcmul(self.partials[:, j], self.gates[:, j], self.factors, out=self.pre)
-            pre.baddbmm_(self.h[:, :, 1, j + 1], self.right_weights)
+            pre = torch.addcmul(partials[j], gates[j], self.factors, out=self.pre)
+            pre.baddbmm_(h[j + 1], self.right_weights)
             self.index.copy_(torch.clamp(pre, self.lo, self.hi, out=pre))  # the floor of what is not negative
             torch.index_select(tables.joined, 0, self.flat_index, out=self.buffers.flat_gates)
-            gated_cell(self.buffers.gates, self.c[:, :, j + 1], tables, self.h[:, :, 1, j], self.c[:, :, j],
-                       self.buffers)
+            gated_cell(self.buffers.gates, c[j + 1], tables, h[j], c[j], self.buffers)
 
     def _layer_row(self, k: int, cell) -> None:
         h, c = self.h[k], self.c[k]
@@ -208,6 +208,9 @@ class RightToLeftRows:
         self.index = torch.empty(layers, self.batch, four_h, dtype=torch.int64, device=self.base.device)
         self.flat_index = self.index.view(-1)
         self.buffers = CellBuffers((layers, self.batch), self.hid, self.base)
+        # Views made once, per column: every layer's states of the row decoded, cells, partial sums and gates
+        self.row_h, self.row_c = self.h[:, :, 1].unbind(2), self.c.unbind(2)
+        self.row_partials, self.row_gates = self.partials.unbind(1), self.gates.unbind(1)
         self.input_weights = torch.stack([weight for weight, _, _ in self.inputs])  # (L, 2h + 1, 4h)
         self.input_bounds = self.base.new_tensor([bound for _, bound, _ in self.inputs])[:, None, None]
         self.stacked = True
@@ -258,6 +261,9 @@ class FastDiagonalLayer:
                                       device=device)
         self.streams = rows.streams[k]  # (W, B, 2h + 1)
         self.stream_features = self.streams[..., :-1].unbind()  # W x (B, 2h)
+        # Views made once, per column (0 is the border column): the row decoded, its cells, the right-to-left row kept
+        self.ltr_here, self.ltr_cells = self.ltr_h[:, 1].unbind(1), self.ltr_c.unbind(1)
+        self.rtl_kept = self.rtl_h[:, 1].unbind(1)
         self.ltr_in = torch.empty(batch, four_h, dtype=DTYPE, device=device)
         self.row = -1
 
@@ -279,9 +285,9 @@ class FastDiagonalLayer:
         if self.conditioned is not None:
             self.conditioned(ltr_in, bias[:, :ltr_in.shape[1]])
         # The state tap on the left (the one above is in the row's sums), and the cell state on the left
-        h = self.ltr_h[:, 1, j + 1]
-        self.ltr(j, ltr_in, [self.ltr_h[:, 1, j]], self.ltr_c[:, j], h, self.ltr_c[:, j + 1])
-        self.sum(h, self.rtl_h[:, 1, j], out=out)  # before end_row(i) the row kept is row i - 1's
+        h = self.ltr_here[j + 1]
+        self.ltr(j, ltr_in, [self.ltr_here[j]], self.ltr_cells[j], h, self.ltr_cells[j + 1])
+        self.sum(h, self.rtl_kept[j], out=out)  # before end_row(i) the row kept is row i - 1's
 
     def end_row(self, i: int) -> None:
         pass  # the right-to-left direction: RightToLeftRows, for all layers
