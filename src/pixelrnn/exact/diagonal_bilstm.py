@@ -20,7 +20,8 @@ import torch
 from .arith import DTYPE, Fixed
 from .network import Network
 from .passes import PixelCaches
-from .recurrent import H0_BOUND, H_EXP, CellBuffers, IntegerRecurrent, cell_tables, gated_cell, lstm_cell
+from .recurrent import (H0_BOUND, H_EXP, CellBuffers, IntegerRecurrent, cell_tables, gated_cell,
+                        lstm_cell)
 from .recurrent_steps import CellAt
 from .steps import AddAt, OneByOne, prepared_linear
 
@@ -136,9 +137,9 @@ class RightToLeftRows:
     another layer's: so the passes of all layers run together, the layers a batch dimension of each product
     (``baddbmm``: each layer with its own weights) and of each step of the cell, 28 steps a row for all of them
     instead of 28 per layer. Their input-to-state gates too come from one product for the whole row and every layer,
-    of the streams that the layers kept at each pixel. States are kept as by each layer alone (two rows, the border column initial), and each
-    layer reads its own views of them. The same exact sums and roundings: a layer whose cell cannot join its clamps
-    (:class:`.recurrent_steps.CellAt`) makes all run one layer after the other.
+    of the streams that the layers kept at each pixel. States are kept as by each layer alone (two rows, the border
+    column initial), and each layer reads its own views of them. The same exact sums and roundings: a layer whose
+    cell cannot join its clamps (:class:`.recurrent_steps.CellAt`) makes all run one layer after the other.
     """
 
     def __init__(self, model: IntegerDiagonalBiLSTM, batch: int, biases: list[Fixed | None]):

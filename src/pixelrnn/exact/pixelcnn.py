@@ -22,9 +22,9 @@ from .arith import DTYPE, Fixed, relu
 from .layers import conditioning, head
 from .model import IntegerModel
 from .network import Network
-from .ops import Linear, damaged
+from .ops import Linear
 from .passes import FullMap, PixelCaches, at_pixel
-from .steps import AddAt, OneByOne, RowWindows, prepared_linear, with_one
+from .steps import AddAt, HeadAt, OneByOne, RowWindows, prepared_linear, with_one
 
 
 class IntegerPixelCNN(IntegerModel):
@@ -136,20 +136,8 @@ class FastPixelCNNStepper:
                 exp = expand.op.out_exp
             self.blocks.append((conditioned, reduce, conv, expand, outs[:, k * 2 * hidden:(k + 1) * 2 * hidden],
                                 residual))
-        if self.skip:
-            skips = net.op("skips")
-            if list(skips.in_exps) != [block[3].op.out_exp for block in self.blocks]:
-                raise damaged(net.prefix + "skips", f"expects exponents {skips.in_exps}")
-            if skips.prepared is None:
-                skips.prepare()
-            self.skips, exp = skips, skips.out_exp
-            self.skip_weight = torch.cat([skips.prepared, skips.prepared_bias[None]])
-            self.skip_sum = empty(2 * hidden)
-        self.relu_features, self.relu_features_only = with_one(batch, 2 * hidden, device)
-        self.hidden = OneByOne(linear("head.hidden", exp, True))
-        self.hidden_out, self.hidden_features = with_one(batch, self.hidden.weight.shape[1], device)
-        self.logit_op = OneByOne(linear("head.logits", self.hidden.op.out_exp, False))
-        self.logit_values = empty(self.logit_op.weight.shape[1])
+        self.head = HeadAt(net, self.skip, [block[3].op.out_exp for block in self.blocks], exp, batch, 2 * hidden,
+                           device)
 
     def logits(self, x, i, j):
         """(B, C, K): the pixel's integer logits as its channels are known so far (a buffer, until the next call)."""
@@ -175,14 +163,7 @@ class FastPixelCNNStepper:
                 residual(stream, out)
             else:
                 stream.copy_(out)
-        if self.skip:
-            features = torch.mm(self.outs, self.skip_weight, out=self.skip_sum).floor_()
-            features.clamp_(-self.skips.bound, self.skips.bound)
-        else:
-            features = stream
-        torch.clamp_min(features, 0, out=self.relu_features_only)
-        self.hidden(self.relu_features, self.hidden_features)
-        return self.model.unfold(self.logit_op(self.hidden_out, self.logit_values))
+        return self.model.unfold(self.head(self.outs, stream))
 
     def commit(self, x, i, j):
         """The pixel's values are all known: the first layer's cache gets them (later pixels read every channel)."""

@@ -16,10 +16,10 @@ import torch
 
 from .arith import DTYPE, EXACT_LIMIT, Fixed
 from .layers import conditioning
-from .ops import Gates, damaged
+from .ops import Gates
 from .passes import at_pixel
 from .recurrent import CellBuffers, CellTables, gated_cell, lstm_cell
-from .steps import AddAt, GatesAt, OneByOne, RowWindows, prepared_linear, with_one
+from .steps import AddAt, GatesAt, HeadAt, OneByOne, RowWindows, prepared_linear, with_one
 
 
 class FastRecurrentStepper:
@@ -50,20 +50,7 @@ class FastRecurrentStepper:
             else:
                 exp = output.op.out_exp
             self.steps.append((layer, output, outs[:, k * 2 * hid:(k + 1) * 2 * hid], residual))
-        if self.skip:
-            skips = net.op("skips")
-            if list(skips.in_exps) != [step[1].op.out_exp for step in self.steps]:
-                raise damaged(net.prefix + "skips", f"expects exponents {skips.in_exps}")
-            if skips.prepared is None:
-                skips.prepare()
-            self.skips, exp = skips, skips.out_exp
-            self.skip_weight = torch.cat([skips.prepared, skips.prepared_bias[None]])
-            self.skip_sum = torch.empty(batch, 2 * hid, dtype=DTYPE, device=device)
-        self.relu_features, self.relu_features_only = with_one(batch, 2 * hid, device)
-        self.hidden = OneByOne(prepared_linear(net, "head.hidden", exp, True))
-        self.hidden_out, self.hidden_features = with_one(batch, self.hidden.weight.shape[1], device)
-        self.logit_op = OneByOne(prepared_linear(net, "head.logits", self.hidden.op.out_exp, False))
-        self.logit_values = torch.empty(batch, self.logit_op.weight.shape[1], dtype=DTYPE, device=device)
+        self.head = HeadAt(net, self.skip, [step[1].op.out_exp for step in self.steps], exp, batch, 2 * hid, device)
 
     def logits(self, x, i, j):
         """(B, C, K): the pixel's integer logits as its channels are known so far (a buffer, until the next call)."""
@@ -85,14 +72,7 @@ class FastRecurrentStepper:
             if self.skip and k == last:
                 break  # the head reads the skips alone: the last residual sum would go nowhere
             stream = residual(stream, out, out=after) if residual is not None else after.copy_(out)
-        if self.skip:
-            features = torch.mm(self.outs, self.skip_weight, out=self.skip_sum).floor_()
-            features.clamp_(-self.skips.bound, self.skips.bound)
-        else:
-            features = stream
-        torch.clamp_min(features, 0, out=self.relu_features_only)
-        self.hidden(self.relu_features, self.hidden_features)
-        return self.model.unfold(self.logit_op(self.hidden_out, self.logit_values))
+        return self.model.unfold(self.head(self.outs, stream))
 
     def commit(self, x, i, j):
         """The pixel's values are all known: the first layer's cache gets them (later pixels read every channel)."""

@@ -3,9 +3,9 @@ their lookups, checks and buffers made once, not at every value.
 
 The step-wise pass of :mod:`.passes` runs any family's network as written for the full pass, so both give the same
 integers by construction; it pays for that generality at every value the decoder visits. A family's fast stepper
-(:class:`.pixelcnn.FastPixelCNNStepper`, :class:`.recurrent_steps.FastRecurrentStepper`) runs the same operations through these pieces instead: the same prepared
-weights, the same exact sums in another order, the same roundings, so the same integers, which tests check against
-the reference stepper value by value.
+(:class:`.pixelcnn.FastPixelCNNStepper`, :class:`.recurrent_steps.FastRecurrentStepper`) runs the same operations
+through these pieces instead: the same prepared weights, the same exact sums in another order, the same roundings,
+so the same integers, which tests check against the reference stepper value by value.
 """
 
 from __future__ import annotations
@@ -172,3 +172,38 @@ class GatesAt:
         for part, weight in zip(taps, self.weights):
             out.addmm_(part, weight)
         return out.floor_().clamp_(-self.bound, self.bound)
+
+
+class HeadAt:
+    """The end of a stack at one pixel: the sum of the skip connections (if the model has them) of the layers'
+    outputs, which lie side by side in one buffer beside a 1 (:func:`with_one`), and the output head of
+    :func:`.layers.head` (ReLU, 1 x 1, ReLU, 1 x 1) on it, or on the stream alone."""
+
+    def __init__(self, net, skip: bool, out_exps: list[int], stream_exp: int, batch: int, features: int,
+                 device: torch.device):
+        self.skip, exp = skip, stream_exp
+        if skip:
+            skips = net.op("skips")
+            if list(skips.in_exps) != out_exps:
+                raise damaged(net.prefix + "skips", f"expects exponents {skips.in_exps}")
+            if skips.prepared is None:
+                skips.prepare()
+            self.weight, self.bound, exp = torch.cat([skips.prepared, skips.prepared_bias[None]]), skips.bound, \
+                skips.out_exp
+            self.skip_sum = torch.empty(batch, features, dtype=DTYPE, device=device)
+        self.relu_features, self.relu_features_only = with_one(batch, features, device)
+        self.hidden = OneByOne(prepared_linear(net, "head.hidden", exp, True))
+        self.hidden_out, self.hidden_features = with_one(batch, self.hidden.weight.shape[1], device)
+        self.logits = OneByOne(prepared_linear(net, "head.logits", self.hidden.op.out_exp, False))
+        self.logit_values = torch.empty(batch, self.logits.weight.shape[1], dtype=DTYPE, device=device)
+
+    def __call__(self, outs: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+        """The integer logits (B, C*K) from the layers' outputs and a 1 (B, L * features + 1) or the stream (B,
+        features): a buffer, until the next call."""
+        if self.skip:
+            features = torch.mm(outs, self.weight, out=self.skip_sum).floor_().clamp_(-self.bound, self.bound)
+        else:
+            features = stream
+        torch.clamp_min(features, 0, out=self.relu_features_only)
+        self.hidden(self.relu_features, self.hidden_features)
+        return self.logits(self.hidden_out, self.logit_values)
