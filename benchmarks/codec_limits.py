@@ -27,6 +27,7 @@ import torch
 
 from compression import integer_of
 from pixelrnn import codec, pretrained
+from pixelrnn.allocator import tune
 from pixelrnn.data import load_dataset
 from pixelrnn.devices import cpu_name
 from pixelrnn.evaluate import evaluate
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--decode-images", type=int, default=16)
     parser.add_argument("--out")
     args = parser.parse_args()
+    tune()  # as the pixelrnn command does: its full passes allocate large maps, which then page-fault less
     split = load_dataset("fashion-mnist", "test")
     images = split.images.long()
     lines = [f"{cpu_name()}, {torch.get_num_threads()} thread(s), load average "

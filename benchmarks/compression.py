@@ -56,6 +56,7 @@ import torch
 from PIL import Image
 
 from pixelrnn import codec, exact, pretrained
+from pixelrnn.allocator import tune
 from pixelrnn.checkpoint import resolve as checkpoint_folder
 from pixelrnn.data import load_dataset
 from pixelrnn.devices import cpu_name, num_threads
@@ -371,6 +372,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", default="1,16,256", help="images per file for --speed")
     parser.add_argument("--threads", default="1,all", help="thread counts for --speed ('all': every core)")
     args = parser.parse_args(argv)
+    tune()  # as the pixelrnn command does: its full passes allocate large maps, which then page-fault less
     try:
         lines = speed_lines(args) if args.speed else size_lines(args)
         print("\n".join(lines))
