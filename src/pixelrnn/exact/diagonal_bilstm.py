@@ -23,7 +23,7 @@ from .passes import PixelCaches
 from .recurrent import (H0_BOUND, H_EXP, CellBuffers, IntegerRecurrent, cell_tables, gated_cell,
                         lstm_cell)
 from .recurrent_steps import CellAt
-from .steps import AddAt, OneByOne, prepared_linear
+from .steps import AddAt, OneByOne, conditioning_sum, prepared_linear
 
 
 def diagonal_scan(net: Network, name: str, direction: int, gates_in: Fixed, h0: torch.Tensor,
@@ -229,11 +229,7 @@ class FastDiagonalLayer:
         _, _, width = model.image_shape
         device = model.device
         self.inputs = OneByOne(prepared_linear(net, f"{name}.input_to_state", in_exp, False))
-        exp = self.inputs.op.out_exp
-        self.conditioned = None
-        if bias_exp is not None:
-            self.conditioned = AddAt(f"{name}.conditioned", net.op(f"{name}.conditioned"), (exp, bias_exp))
-            exp = net.op(f"{name}.conditioned").out_exp
+        self.conditioned, exp = conditioning_sum(net, f"{name}.conditioned", self.inputs.op.out_exp, bias_exp)
         initial = net.initial(f"{name}.initial", name)
         hid = initial.hidden.shape[-1]
         self.hid, self.width = hid, width
@@ -243,8 +239,8 @@ class FastDiagonalLayer:
                           above=1)
         self.rtl = CellAt(f"{name}.gates.1", net.op(f"{name}.gates.1"), H_EXP, exp, [hid, hid], tables, batch, width,
                           above=1)
-        self.sum = AddAt(f"{name}.sum", net.op(f"{name}.sum"), (H_EXP, H_EXP))
-        self.out_exp = net.op(f"{name}.sum").out_exp  # of the sum of both directions' states it gives
+        self.sum = AddAt(net, f"{name}.sum", (H_EXP, H_EXP))
+        self.out_exp = self.sum.out_exp  # of the sum of both directions' states it gives
 
         def states(direction: int, rows: int) -> torch.Tensor:
             return initial.hidden[direction].to(DTYPE).expand(batch, rows, width + 1, hid).clone()

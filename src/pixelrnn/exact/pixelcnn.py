@@ -24,7 +24,7 @@ from .model import IntegerModel
 from .network import Network
 from .ops import Linear
 from .passes import FullMap, PixelCaches, at_pixel
-from .steps import AddAt, HeadAt, OneByOne, RowWindows, prepared_linear, with_one
+from .steps import AddAt, HeadAt, OneByOne, RowWindows, conditioning_sum, prepared_linear, with_one
 
 
 class IntegerPixelCNN(IntegerModel):
@@ -119,21 +119,14 @@ class FastPixelCNNStepper:
         self.outs, outs = with_one(batch, self.layers * 2 * hidden, device)  # the blocks' outputs: the skips' input
         self.blocks = []
         for k in range(self.layers):
-            conditioned = None
-            if self.biases[k] is not None:
-                name = f"blocks.{k}.conditioned"
-                conditioned = AddAt(name, net.op(name), (exp, self.biases[k].exp))
-                exp = net.op(name).out_exp
+            bias_exp = None if self.biases[k] is None else self.biases[k].exp
+            conditioned, exp = conditioning_sum(net, f"blocks.{k}.conditioned", exp, bias_exp)
             reduce = OneByOne(linear(f"blocks.{k}.reduce", exp, True))
             conv = RowWindows(f"blocks.{k}.conv", linear(f"blocks.{k}.conv", reduce.op.out_exp, True), batch, width,
                               device)
             expand = OneByOne(linear(f"blocks.{k}.expand", conv.op.out_exp, False))
-            residual = None
-            if self.residual:
-                residual = AddAt(f"blocks.{k}.residual", net.op(f"blocks.{k}.residual"), (exp, expand.op.out_exp))
-                exp = net.op(f"blocks.{k}.residual").out_exp
-            else:
-                exp = expand.op.out_exp
+            residual = AddAt(net, f"blocks.{k}.residual", (exp, expand.op.out_exp)) if self.residual else None
+            exp = residual.out_exp if residual else expand.op.out_exp
             self.blocks.append((conditioned, reduce, conv, expand, outs[:, k * 2 * hidden:(k + 1) * 2 * hidden],
                                 residual))
         self.head = HeadAt(net, self.skip, [block[3].op.out_exp for block in self.blocks], exp, batch, 2 * hidden,

@@ -43,12 +43,8 @@ class FastRecurrentStepper:
             bias_exp = None if self.biases[k] is None else self.biases[k].exp
             layer = model.fast_layer(k, batch, exp, bias_exp, self.rows)
             output = OneByOne(prepared_linear(net, f"outputs.{k}", layer.out_exp, False))
-            residual = None
-            if self.residual:
-                residual = AddAt(f"residual.{k}", net.op(f"residual.{k}"), (exp, output.op.out_exp))
-                exp = net.op(f"residual.{k}").out_exp
-            else:
-                exp = output.op.out_exp
+            residual = AddAt(net, f"residual.{k}", (exp, output.op.out_exp)) if self.residual else None
+            exp = residual.out_exp if residual else output.op.out_exp
             self.steps.append((layer, output, outs[:, k * 2 * hid:(k + 1) * 2 * hid], residual))
         self.head = HeadAt(net, self.skip, [step[1].op.out_exp for step in self.steps], exp, batch, 2 * hid, device)
 

@@ -17,7 +17,7 @@ from .network import Network
 from .passes import PixelCaches
 from .recurrent import H_EXP, IntegerRecurrent, cell_tables, lstm_cell
 from .recurrent_steps import CellAt
-from .steps import AddAt, RowWindows, prepared_linear
+from .steps import RowWindows, conditioning_sum, prepared_linear
 
 
 class IntegerRowLSTM(IntegerRecurrent):
@@ -96,11 +96,7 @@ class FastRowLayer:
         device = model.device
         self.inputs = RowWindows(f"{name}.input_to_state", prepared_linear(net, f"{name}.input_to_state", in_exp,
                                                                             False), batch, width, device)
-        exp = self.inputs.op.out_exp
-        self.conditioned = None
-        if bias_exp is not None:
-            self.conditioned = AddAt(f"{name}.conditioned", net.op(f"{name}.conditioned"), (exp, bias_exp))
-            exp = net.op(f"{name}.conditioned").out_exp
+        self.conditioned, exp = conditioning_sum(net, f"{name}.conditioned", self.inputs.op.out_exp, bias_exp)
         initial = net.initial(f"{name}.initial", name)
         hid, pad = initial.hidden.shape[-1], kernel // 2
         self.cell = CellAt(f"{name}.gates", net.op(f"{name}.gates"), H_EXP, exp, [kernel * hid], cell_tables(net),

@@ -101,9 +101,11 @@ class AddAt:
     """A prepared :class:`.ops.Add` of two terms at one pixel, in place into the first: the exact sum at the finest
     exponent, rescaled once, folded into two scalings by powers of two (exact, so the integers of ``Add``)."""
 
-    def __init__(self, name: str, op: Add, exps: tuple[int, int]):
-        if tuple(op.in_exps) != exps:
-            raise damaged(name, f"expects exponents {op.in_exps}")
+    def __init__(self, net, name: str, exps: tuple[int, int]):
+        op = net.op(name)
+        if not isinstance(op, Add) or tuple(op.in_exps) != exps:
+            raise damaged(net.prefix + name, f"does not take exponents {exps}")
+        self.out_exp = op.out_exp
         top = max(exps)
         shift = top - op.out_exp
         self.first, self.second = pow2(top - exps[0] - shift), pow2(top - exps[1] - shift)
@@ -140,6 +142,15 @@ class OneByOne:
         if clamp_out is None:
             return out.clamp_(self.lower, self.op.bound)
         return torch.clamp(out, self.lower, self.op.bound, out=clamp_out)
+
+
+def conditioning_sum(net, name: str, exp: int, bias_exp: int | None) -> tuple[AddAt | None, int]:
+    """The sum ``name`` of a layer's values (exponent ``exp``) and its conditioning bias, if it has one: (the
+    prepared sum or None, the exponent after it)."""
+    if bias_exp is None:
+        return None, exp
+    conditioned = AddAt(net, name, (exp, bias_exp))
+    return conditioned, conditioned.out_exp
 
 
 def with_one(batch: int, features: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
