@@ -110,6 +110,8 @@ class AddAt:
         shift = top - op.out_exp
         self.first, self.second = pow2(top - exps[0] - shift), pow2(top - exps[1] - shift)
         self.half = 0.5 if shift > 0 else 0.0
+        # Without a shift every scaled term is an integer (its factor a power of two of at least 1): no floor
+        self.floor = shift > 0
         self.bound = op.bound
 
     def __call__(self, total: torch.Tensor, term: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -124,7 +126,9 @@ class AddAt:
             total.add_(term, alpha=self.second)
         if self.half:
             total.add_(self.half)
-        return total.floor_().clamp_(-self.bound, self.bound)
+        if self.floor:
+            total.floor_()
+        return total.clamp_(-self.bound, self.bound)
 
 
 class OneByOne:
