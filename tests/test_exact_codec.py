@@ -87,6 +87,43 @@ def test_the_file_does_not_depend_on_the_python_callers_integer_model_or_batchin
     assert torch.equal(codec.decode(model, data), images)
 
 
+def test_decoding_takes_more_threads_only_for_large_steps_and_fits_them_to_the_load(monkeypatch):
+    """Small steps walk on one thread; large ones on the caller's threads, with a fitter that looks at the load
+    between values and may lower them. The images are the same on any count."""
+    model = tiny_model("row_lstm", (1, 3, 4), 6, dtype=torch.float32, gain=2.0)
+    images = torch.randint(0, 6, (3, 1, 3, 4), generator=torch.Generator().manual_seed(2))
+    data = codec.encode(model, images)
+    integer = exact.quantize(model)
+    assert coding.decode_threads(integer, 3) == 1  # a tiny model's steps are far too small
+    seen = []
+
+    class Fitter:
+        """Says at the first look that another process holds a core: down to one thread."""
+
+        def __init__(self, most):
+            self.most = most
+
+        def between_steps(self):
+            seen.append(torch.get_num_threads())
+            if len(seen) == 1:
+                torch.set_num_threads(1)
+                return 1
+            return None
+
+    monkeypatch.setattr(coding, "ThreadFitter", Fitter)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert torch.equal(codec.decode(model, data), images) and seen == []  # one thread: no fitter
+        monkeypatch.setattr(coding, "PARALLEL_STEP_FLOPS", 0)
+        assert coding.decode_threads(integer, 3) == 2
+        assert torch.equal(codec.decode(model, data), images)
+        assert seen[:2] == [2, 1] and len(seen) == 3 * 4  # a look before each value; the count it set held
+        assert torch.get_num_threads() == 2  # the caller's count, back
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def coded():
     model = tiny_model("pixelcnn", (1, 4, 4), 8, dtype=torch.float32)

@@ -12,7 +12,8 @@ one stream of constriction's range coder (a queue: first in, first out) holding
 The encoder takes every frequency table from one full-image pass per group of images (:meth:`IntegerModel.
 frequencies`), and codes the whole group in one call. The decoder walks value by value with the step-wise pass
 (:meth:`IntegerModel.walk`), as many groups at once as memory allows: the groups are independent streams, so a
-decoder may batch them as it likes, on any device and thread count, and gets the same integers.
+decoder may batch them as it likes, on any device and thread count, and gets the same integers. It walks on all
+threads where its steps are large enough to gain from them (:func:`decode_threads`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..devices import num_threads, threads_for_steps
+from ..devices import num_threads
 from ..errors import CodecError
+from ..threads import ThreadFitter
 from .model import IntegerModel
 
 # Bytes of step-wise caches a decoding batch may hold, by device type; a GPU gets a share of its free memory.
 CPU_DECODE_BYTES = 2**30
+# A walk runs on all threads once the largest product of its steps reaches this many FLOPs. Measured on two cores of
+# an Intel Xeon (``benchmarks/compression.py --speed``): the shipped PixelCNN's walk gains from a second thread from
+# 64 images on (1.17x at 256) and loses at 16; the recurrent models' gain from 16 on (1.2x at 64).
+PARALLEL_STEP_FLOPS = 2**21
+
+
+def decode_threads(integer: IntegerModel, batch: int) -> int:
+    """Threads for walking ``batch`` images: the caller's setting where the steps are large enough to gain from
+    them, else 1. Exact arithmetic gives the same integers on any thread count, so this changes only the speed."""
+    return torch.get_num_threads() if integer.step_flops(batch) >= PARALLEL_STEP_FLOPS else 1
 
 
 def _categorical():
@@ -110,8 +122,11 @@ def decode_streams(integer: IntegerModel, streams: list[np.ndarray], count: int,
             y = labels[span].to(integer.device)
         x = torch.zeros(span.stop - span.start, *integer.image_shape, dtype=torch.long, device=integer.device)
         # All threads where a step's products are large enough to gain from them; one thread below (as generation).
-        with num_threads(threads_for_steps(integer.step_flops(len(x)))):
-            integer.walk(x, _chooser(decoders, part, span.start), y)
+        threads = decode_threads(integer, len(x))
+        # On several threads, fitted between values to the cores that other processes leave free: a parallel step
+        # waits for a thread whose core another process holds, and the walk is thousands of them.
+        with num_threads(threads):
+            integer.walk(x, _chooser(decoders, part, span.start, ThreadFitter(threads) if threads > 1 else None), y)
         images[span] = x.cpu()
         bar.update(span.stop - span.start)
     bar.close()
@@ -131,12 +146,15 @@ def _decode_labels(integer: IntegerModel, decoders, part: list[slice]) -> torch.
     return torch.cat(out)
 
 
-def _chooser(decoders, part: list[slice], offset: int) -> Callable:
-    """``choose(c, i, j, freq (B, K))`` of :meth:`IntegerModel.walk`: each group's values from its own stream."""
+def _chooser(decoders, part: list[slice], offset: int, fitter: ThreadFitter | None = None) -> Callable:
+    """``choose(c, i, j, freq (B, K))`` of :meth:`IntegerModel.walk`: each group's values from its own stream; a
+    ``fitter`` gets a look at the load between values."""
     family = _categorical()
     bounds = [(g.start - offset, g.stop - offset) for g in part]
 
     def choose(c, i, j, weights):
+        if fitter is not None:
+            fitter.between_steps()
         weights = weights.cpu().numpy()
         values = []
         for decoder, (lo, hi) in zip(decoders, bounds):
