@@ -106,19 +106,26 @@ def test_the_decoder_s_fast_stepper_gives_the_reference_stepper_s_integers(famil
 
 @pytest.mark.parametrize("family", ["row_lstm", "diagonal_bilstm"])
 def test_a_cell_that_cannot_join_its_clamps_exactly_runs_them_apart_with_the_same_integers(family, monkeypatch):
-    """The decoder joins the gates' rounding and the tables' index into one clamp only where the offsets keep every
-    accumulator exact; elsewhere (here: with no room proved) the gates and the cell run apart, as in the full pass."""
-    from pixelrnn.exact import recurrent_steps
+    """Both passes join the gates' rounding and the tables' index into one clamp only where the offsets keep every
+    accumulator exact; elsewhere (here: with no room proved) the gates and the cell run apart, with the same
+    integers."""
+    from pixelrnn.exact import recurrent, recurrent_steps
+    from pixelrnn.exact.ops import Gates
     model = conditional(tiny_model(family, (3, 4, 4), 16, dtype=torch.float32, gain=2.0))
-    integer = exact.quantize(model)
     x = torch.randint(0, 16, (3, 3, 4, 4), generator=torch.Generator().manual_seed(5))
+    integer = exact.quantize(model)
     joined = stepwise_frequencies(integer, x)
-    monkeypatch.setattr(recurrent_steps, "EXACT_LIMIT", 0)
-    cells = [cell for layer, *_ in integer.stepper(1).steps for cell in vars(layer).values()
+    assert torch.equal(integer.frequencies(x), joined)
+    gates = [op for op in integer.ops.values() if isinstance(op, Gates)]
+    assert gates and all(op.joined[1].exact for op in gates)
+    monkeypatch.setattr(recurrent, "EXACT_LIMIT", 0)
+    apart = exact.quantize(model)
+    cells = [cell for layer, *_ in apart.stepper(1).steps for cell in vars(layer).values()
              if isinstance(cell, recurrent_steps.CellAt)]
     assert cells and not any(cell.fused for cell in cells)
-    assert torch.equal(stepwise_frequencies(integer, x), joined)
-    assert torch.equal(joined, integer.frequencies(x))
+    assert torch.equal(stepwise_frequencies(apart, x), joined)
+    assert torch.equal(apart.frequencies(x), joined)
+    assert not any(op.joined[1].exact for op in apart.ops.values() if isinstance(op, Gates))
 
 
 MULTISCALE_CASES = {

@@ -20,7 +20,7 @@ import torch
 from .arith import DTYPE, Fixed
 from .network import Network
 from .passes import PixelCaches
-from .recurrent import (H0_BOUND, H_EXP, CellBuffers, IntegerRecurrent, cell_tables, gated_cell,
+from .recurrent import (H0_BOUND, H_EXP, CellBuffers, IntegerRecurrent, cell_tables, gated_cell, gates_and_cell,
                         lstm_cell)
 from .recurrent_steps import CellAt
 from .steps import AddAt, OneByOne, conditioning_sum, prepared_linear
@@ -48,9 +48,9 @@ def diagonal_scan(net: Network, name: str, direction: int, gates_in: Fixed, h0: 
         left = slice(cells.start - 1, cells.stop - 1, width)
         inputs = flat_in[:, lo * (width - 1) + t:hi * (width - 1) + t + 1:max(1, width - 1)]  # (B, n, 4h)
         taps = torch.cat([h[:, above], h[:, left]], dim=-1)  # [above, left] (B, n, 2h)
-        pre = net.gates(f"{name}.gates.{direction}", Fixed(taps, H_EXP), Fixed(inputs, gates_in.exp),
-                        f"{name}.state_to_state", 2, direction)
-        h[:, cells], c[:, cells] = lstm_cell(pre.values, c[:, left], tables)  # the cell on the left's state
+        h[:, cells], c[:, cells] = gates_and_cell(net, f"{name}.gates.{direction}", Fixed(taps, H_EXP),
+                                                  Fixed(inputs, gates_in.exp), f"{name}.state_to_state", 2,
+                                                  direction, c[:, left], tables)  # the cell on the left's state
     return h.view(batch, height + 1, width + 1, hid)[:, 1:, 1:]
 
 

@@ -380,6 +380,7 @@ class Gates:
 
     def __post_init__(self):
         self.prepared: tuple[torch.Tensor, float, float] | None = None
+        self.joined: Any = None  # (cell tables, .recurrent.JoinedGates): the full pass's joined clamp, made once
 
     @property
     def acc_exp(self) -> int:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import torch
 
-from .arith import Fixed, pow2
+from .arith import EXACT_LIMIT, Fixed, pow2
 from .layers import conditioning, head
 from .model import IntegerModel
 from .network import Network
+from .ops import Gates, damaged
 from .passes import FullMap, PixelCaches, at_pixel
 
 T_IN = 10  # the sigmoid and tanh tables read integers in units of 2**-10
@@ -138,6 +139,52 @@ def gated_cell(gates: torch.Tensor, cell: torch.Tensor, tables: CellTables, h: t
     # |o' tanh| <= 2**H_EXP (the tables' ends, checked by CellTables), so h needs no clamp
     h = torch.addcmul(tables.half, squashed, o, out=h).floor_()
     return h, c
+
+
+class JoinedGates:
+    """A finished :class:`.ops.Gates` and the cell's table index after it, in one clamp where that is exact.
+
+    The pre-activations v = added * factor + 1/2 + taps @ W are what ``Gates`` floors and clamps to +-GATE_BOUND,
+    and :func:`lstm_cell` then clamps to the joined table's +-N and offsets by its segment's start. Here each
+    segment's start is added with the 1/2 (``base``), before the products, and one clamp to [start - N, start + N]
+    follows (``lo``, ``hi``): the clamped value is not negative, so its conversion to int64 is its floor, and
+    floor(clamp(v)) = clamp(floor(v)) for integer ends. Exact (``exact``) when the accumulators, offsets added, stay
+    below 2**53: proved here from the gates' own bound; elsewhere ``base`` holds the 1/2 alone and the two steps run
+    apart.
+    """
+
+    def __init__(self, op: Gates, tables: CellTables):
+        if op.prepared is None:
+            op.prepare()
+        self.weight, self.factor, half = op.prepared
+        hid = op.weight.shape[1] // 4
+        offsets = tables.offsets(hid)
+        shift = op.acc_exp - op.out_exp
+        worst = op.worst_case() + (int(offsets.max()) << max(shift, 0))
+        self.exact = tables.n <= op.bound and worst < EXACT_LIMIT and shift >= 0
+        self.base = (offsets if self.exact else torch.zeros_like(offsets)) + half
+        self.lo, self.hi = offsets - tables.n, offsets + tables.n
+        self.bound = op.bound
+
+
+def gates_and_cell(net: Network, name: str, taps: Fixed, added: Fixed, module: str, count: int, direction: int,
+                   cell: torch.Tensor, tables: CellTables) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gates ``name`` (:meth:`Network.gates`) and the cell after them (:func:`lstm_cell`): (h, c). For a
+    finished model, with the gates' rounding and the table's index in one clamp (:class:`JoinedGates`) where that
+    is exact; while calibrating (the gates are being made), the two as written."""
+    op = net.ops.get(net.prefix + name)
+    if net.builder is not None or not isinstance(op, Gates) or op.out_exp is None:
+        return lstm_cell(net.gates(name, taps, added, module, count, direction).values, cell, tables)
+    if (taps.exp, added.exp) != (op.in_exp, op.add_exp):
+        raise damaged(net.prefix + name, f"expects exponents {op.in_exp} and {op.add_exp}")
+    if op.joined is None or op.joined[0] is not tables:  # made once per model (and tables)
+        op.joined = (tables, JoinedGates(op, tables))
+    joined = op.joined[1]
+    pre = torch.add(joined.base, added.values, alpha=joined.factor)  # (..., 4h), contiguous
+    pre.view(-1, pre.shape[-1]).addmm_(taps.values.reshape(-1, taps.values.shape[-1]), joined.weight)
+    if not joined.exact:
+        return lstm_cell(pre.floor_().clamp_(-joined.bound, joined.bound), cell, tables)
+    return gated_cell(tables.gather(torch.clamp(pre, joined.lo, joined.hi, out=pre).to(torch.int64)), cell, tables)
 
 
 class IntegerRecurrent(IntegerModel):

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import torch
 
-from .arith import DTYPE, EXACT_LIMIT, Fixed
+from .arith import DTYPE, Fixed
 from .layers import conditioning
 from .ops import Gates
 from .passes import at_pixel
-from .recurrent import CellBuffers, CellTables, gated_cell, lstm_cell
+from .recurrent import CellBuffers, CellTables, JoinedGates, gated_cell, lstm_cell
 from .steps import AddAt, GatesAt, HeadAt, OneByOne, RowWindows, prepared_linear, with_one
 
 
@@ -86,19 +86,12 @@ class FastRecurrentStepper:
 class CellAt:
     """An LSTM layer's gates and cell at the pixels of a row (:class:`.ops.Gates`, then :func:`.recurrent.lstm_cell`):
     the state taps that read the row above summed for the whole row at once, and the gates' rounding, their clamp
-    and the table's index made one clamp.
+    and the table's index made one clamp where that is exact (:class:`.recurrent.JoinedGates`).
 
     ``parts``: the feature counts of the state taps, in the order of the gates' weight; the first ``above`` of them
     are states of the row above, complete when the row starts: :meth:`start_row` multiplies them for every pixel of
     the row in one product, the input-to-state half (below) included; a pixel then adds its input-to-state values
     and the products of its other taps.
-
-    The pre-activations v = added * factor + 1/2 + taps @ W are what :class:`.ops.Gates` floors and clamps to
-    +-GATE_BOUND, and the cell then clamps to the joined table's +-N and offsets by its segment's start. Here each
-    segment's start is added with the 1/2, before the products, and one clamp to [start - N, start + N] follows: the
-    clamped value is not negative, so its conversion to int64 is its floor, and floor(clamp(v)) = clamp(floor(v)) for
-    integer ends. Exact when the accumulators, offsets added, stay below 2**53: proved here from the gates' own
-    bound, else the two steps run apart (as they do in the full pass).
     """
 
     def __init__(self, name: str, op: Gates, in_exp: int, add_exp: int, parts: list[int], tables: CellTables,
@@ -106,12 +99,8 @@ class CellAt:
         self.gates = GatesAt(name, op, in_exp, add_exp, parts)
         self.tables = tables
         hid = op.weight.shape[1] // 4
-        offsets = tables.offsets(hid)
-        shift = op.acc_exp - op.out_exp
-        worst = op.worst_case() + (int(offsets.max()) << max(shift, 0))
-        self.fused = tables.n <= op.bound and worst < EXACT_LIMIT and shift >= 0
-        self.base = (offsets if self.fused else torch.zeros_like(offsets)) + self.gates.half
-        self.lo, self.hi = offsets - tables.n, offsets + tables.n
+        joined = JoinedGates(op, tables)
+        self.fused, self.base, self.lo, self.hi = joined.exact, joined.base, joined.lo, joined.hi
         self.above_weights, self.own_weights = self.gates.weights[:above], self.gates.weights[above:]
         like = self.base
         self.partial = like.new_empty(width * batch, 4 * hid)  # (W B, 4h): the row's sums of the taps above

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .arith import DTYPE, Fixed
 from .network import Network
 from .passes import PixelCaches
-from .recurrent import H_EXP, IntegerRecurrent, cell_tables, lstm_cell
+from .recurrent import H_EXP, IntegerRecurrent, cell_tables, gates_and_cell, lstm_cell
 from .recurrent_steps import CellAt
 from .steps import RowWindows, conditioning_sum, prepared_linear
 
@@ -39,9 +39,8 @@ class IntegerRowLSTM(IntegerRecurrent):
         for r in range(height):
             padded = F.pad(h, (0, 0, pad, pad))  # zero states beyond the row's ends, as the convolution pads
             taps = torch.cat([padded[:, u:u + width] for u in range(kernel)], dim=-1)  # (B, W, k*h), tap-major
-            pre = net.gates(f"{name}.gates", Fixed(taps, H_EXP), Fixed(gates_in.values[:, r], gates_in.exp),
-                            f"{name}.state_to_state", kernel)
-            h, c = lstm_cell(pre.values, c, tables)
+            h, c = gates_and_cell(net, f"{name}.gates", Fixed(taps, H_EXP), Fixed(gates_in.values[:, r], gates_in.exp),
+                                  f"{name}.state_to_state", kernel, 0, c, tables)
             rows.append(h)
         return Fixed(torch.stack(rows, 1), H_EXP)  # (B, H, W, h)
 
