@@ -8,7 +8,9 @@ maps that spill out of the caches make every layer memory-bound. This table is w
 
 Each model (1x28x28, K = 256, 7 layers, h = 64, head 64, random weights: speed does not depend on their values)
 scores the same ``--images`` images at every batch size, after one untimed warm-up batch; each time is the best of
-``--repeats``. Ratios are to the largest batch size, measured side by side in one run.
+``--repeats``. Ratios are to the largest batch size, measured side by side in one run. The allocator is tuned as the
+``pixelrnn`` command tunes it (:mod:`pixelrnn.allocator`); ``PIXELRNN_DEFAULT_MALLOC=1`` keeps glibc's defaults, as
+a Python program that imports the library gets them.
 
     python benchmarks/eval_speed.py [--models ...] [--batch-sizes 256 64 16 8] [--images 256] [--threads 1]
 """
@@ -20,6 +22,7 @@ import os
 
 import torch
 
+from pixelrnn.allocator import tune
 from pixelrnn.evaluate import evaluate
 from pixelrnn.models import build_model
 
@@ -43,12 +46,14 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if max(args.batch_sizes) > args.images:
         p.error(f"--images ({args.images}) must be at least the largest batch size ({max(args.batch_sizes)})")
+    tuned = tune()  # as the pixelrnn command does (PIXELRNN_DEFAULT_MALLOC=1: glibc's defaults, as a Python caller)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     images = torch.randint(0, 256, (args.images, 1, args.size, args.size))
     largest = max(args.batch_sizes)
     print(f"# fp32 evaluation, {args.images} images of 1x{args.size}x{args.size}, {args.threads} thread(s), "
-          f"load average {os.getloadavg()[0]:.2f}, torch {torch.__version__}")
+          f"load average {os.getloadavg()[0]:.2f}, torch {torch.__version__}, "
+          f"allocator {'tuned as the pixelrnn command' if tuned else 'glibc defaults'}")
     print("| model | " + " | ".join(f"batch {b}" for b in args.batch_sizes) + " |")
     print("|---|" + "---|" * len(args.batch_sizes))
     for name in args.models:
