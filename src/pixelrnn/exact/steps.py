@@ -112,10 +112,17 @@ class AddAt:
         self.half = 0.5 if shift > 0 else 0.0
         # Without a shift every scaled term is an integer (its factor a power of two of at least 1): no floor
         self.floor = shift > 0
+        # Terms of one exponent, shifted: the integer sum, then floor((sum + 2**(shift - 1)) / 2**shift) in one
+        # floor division by a power of two (exact)
+        self.divide = (float(2 ** (shift - 1)), float(2 ** shift)) if shift > 0 and exps[0] == exps[1] else None
         self.bound = op.bound
 
     def __call__(self, total: torch.Tensor, term: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """The sum into ``out``, or into ``total`` in place."""
+        if self.divide is not None:
+            half, divisor = self.divide
+            total = torch.add(total, term, out=total if out is None else out).add_(half)
+            return total.div_(divisor, rounding_mode="floor").clamp_(-self.bound, self.bound)
         if out is not None and self.first == 1.0:
             total = torch.add(total, term, alpha=self.second, out=out)
         else:
