@@ -249,3 +249,41 @@ def test_the_integer_model_is_stored_beside_the_checkpoint_and_reused(tmp_path):
     assert exact.fingerprint(exact.for_checkpoint(model, folder)) == exact.fingerprint(integer)
     other = tiny_model("pixelcnn", (1, 4, 4), 8, dtype=torch.float32, seed=3)  # new weights: made again
     assert exact.fingerprint(exact.for_checkpoint(other, folder)) != exact.fingerprint(integer)
+
+
+def held_bytes(stepper) -> int:
+    """The bytes of every tensor storage reachable from a stepper's attributes (each storage once; not through the
+    integer model, whose weights do not grow with the batch)."""
+    from pixelrnn.exact.model import IntegerModel
+    seen, visited, total, todo = set(), set(), 0, [stepper]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
+        elif hasattr(item, "__dict__") and not isinstance(item, (type, IntegerModel)) and id(item) not in visited:
+            visited.add(id(item))
+            todo.extend(vars(item).values())
+    return total
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, "multiscale"])
+def test_the_decoder_s_memory_estimate_bounds_what_its_stepper_holds_per_image(family):
+    """``step_bytes`` sizes the decoder's batches: what a stepper holds for each further image stays within it."""
+    options = dict(base="row_lstm") if family == "multiscale" else {}
+    model = tiny_model(family, (1, 6, 6), 5, dtype=torch.float32, gain=1.5, **options)
+    integer = exact.quantize(model)
+    steppers = {}
+    for batch in (8, 24):
+        x = torch.zeros(batch, 1, 6, 6, dtype=torch.long)
+        if family == "multiscale":
+            small = x[:, :, ::integer.factor, ::integer.factor]
+            steppers[batch] = integer.conditional.stepper(batch, None, integer.context(integer.net, small))
+        else:
+            steppers[batch] = integer.stepper(batch)
+    per_image = (held_bytes(steppers[24]) - held_bytes(steppers[8])) / 16
+    assert 0 < per_image <= integer.step_bytes()

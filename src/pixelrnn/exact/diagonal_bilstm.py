@@ -79,6 +79,11 @@ class IntegerDiagonalBiLSTM(IntegerRecurrent):
                    rows: RightToLeftRows) -> FastDiagonalLayer:
         return FastDiagonalLayer(self, k, batch, in_exp, bias_exp, rows)
 
+    def layer_step_values(self, width: int, hidden: int) -> int:
+        # Two rows of states and one of cells per direction; the row's right-to-left gates, its inputs, and both
+        # directions' sums of the taps above
+        return 6 * (width + 1) * hidden + width * (3 * 4 * hidden + 2 * hidden + 1)
+
     def fast_rows(self, batch: int, biases: list[Fixed | None]) -> RightToLeftRows:
         return RightToLeftRows(self, batch, biases)
 

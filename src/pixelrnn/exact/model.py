@@ -149,15 +149,16 @@ class IntegerModel:
         return 2 * batch * largest
 
     def step_bytes(self) -> int:
-        """About how many bytes the step-wise pass holds per image: its caches and conditioning maps, doubled for
-        what a step makes on the way."""
+        """About how many bytes the decoder's step-wise pass holds per image: its caches (of a k x k layer, the rows
+        a pixel reads and a row's sums of the rows above: :class:`.steps.RowWindows`) and conditioning maps, doubled
+        for what a step makes on the way."""
         _, height, width = self.image_shape
         values = 0
         own = {name[len(self.net.prefix):]: op for name, op in self.ops.items() if name.startswith(self.net.prefix)}
         for name, op in own.items():
             if isinstance(op, Linear) and op.taps != ((0, 0),):
                 top, _, left, right = op.padding
-                values += (height + top) * (width + left + right) * op.in_features
+                values += (top + 1) * (width + left + right) * op.in_features + width * op.weight.shape[1]
             elif isinstance(op, Linear) and name.startswith("context_bias"):
                 values += height * width * op.weight.shape[1]  # a conditioning map, held whole
         return 2 * 8 * values

@@ -247,8 +247,11 @@ class IntegerRecurrent(IntegerModel):
     def step_bytes(self) -> int:
         _, height, width = self.image_shape
         hidden = self.config["hidden"]
-        per_layer = 2 * (height + 1) * (width + 2) * hidden + height * width * 8 * hidden  # states, cells, a row
-        return super().step_bytes() + 8 * 2 * self.config["layers"] * per_layer
+        return super().step_bytes() + 8 * 2 * self.config["layers"] * self.layer_step_values(width, hidden)
+
+    def layer_step_values(self, width: int, hidden: int) -> int:  # pragma: no cover - abstract
+        """The values one LSTM layer of the decoder's stepper (:mod:`.recurrent_steps`) holds per image."""
+        raise NotImplementedError
 
 
 class RecurrentStepper:

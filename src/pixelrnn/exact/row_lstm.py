@@ -47,6 +47,10 @@ class IntegerRowLSTM(IntegerRecurrent):
     def layer_steps(self, k: int, batch: int, caches: PixelCaches) -> RowLayerSteps:
         return RowLayerSteps(self, k, batch, caches)
 
+    def layer_step_values(self, width: int, hidden: int) -> int:
+        pad = self.config["kernel"] // 2
+        return 2 * (width + 2 * pad) * hidden + 2 * width * hidden + width * 4 * hidden  # states, cells, row sums
+
     def fast_layer(self, k: int, batch: int, in_exp: int, bias_exp: int | None, rows=None) -> FastRowLayer:
         return FastRowLayer(self, k, batch, in_exp, bias_exp)
 
