@@ -20,8 +20,7 @@ import torch
 from .arith import DTYPE, Fixed
 from .network import Network
 from .passes import PixelCaches
-from .recurrent import (H0_BOUND, H_EXP, CellBuffers, IntegerRecurrent, cell_tables, gated_cell, gates_and_cell,
-                        lstm_cell)
+from .recurrent import H0_BOUND, H_EXP, CellBuffers, IntegerRecurrent, cell_tables, gates_and_cell, lstm_cell
 from .recurrent_steps import CellAt
 from .steps import AddAt, OneByOne, conditioning_sum, prepared_linear
 
@@ -183,15 +182,15 @@ class RightToLeftRows:
             return
         above = self.h[:, :, 0, :self.width].transpose(1, 2).reshape(len(self.cells), -1, self.hid)  # (L, W B, h)
         torch.baddbmm(self.base, above, self.above_weights, out=self.partial)
-        tables = self.cells[0].tables
+        # Every layer's joined gates are exact here and share the tables' segments: the first layer's clamp and
+        # gather serve all of them
+        joined = self.cells[0].joined
         h, c, partials, gates = self.row_h, self.row_c, self.row_partials, self.row_gates
         for j in reversed(range(self.width)):
             # The state tap on the right (the one above is in the row's sums), and the cell state on the right
             pre = torch.addcmul(partials[j], gates[j], self.factors, out=self.pre)
             pre.baddbmm_(h[j + 1], self.right_weights)
-            self.index.copy_(torch.clamp(pre, self.lo, self.hi, out=pre))  # the floor of what is not negative
-            torch.index_select(tables.joined, 0, self.flat_index, out=self.buffers.flat_gates)
-            gated_cell(self.buffers.gates, c[j + 1], tables, h[j], c[j], self.buffers)
+            joined.cell(pre, c[j + 1], h[j], c[j], self.index, self.buffers)
 
     def _layer_row(self, k: int, cell) -> None:
         h, c = self.h[k], self.c[k]
@@ -204,15 +203,13 @@ class RightToLeftRows:
         cells = self.cells
         self.above_weights = torch.stack([cell.above_weights[0] for cell in cells])  # (L, h, 4h)
         self.right_weights = torch.stack([cell.own_weights[0] for cell in cells])
-        self.base = torch.stack([cell.base for cell in cells])[:, None]  # (L, 1, 4h)
-        self.factors = self.base.new_tensor([cell.gates.factor for cell in cells])[:, None, None]
-        self.lo, self.hi = cells[0].lo, cells[0].hi  # the tables' segments: the same for every layer
+        self.base = torch.stack([cell.joined.base for cell in cells])[:, None]  # (L, 1, 4h)
+        self.factors = self.base.new_tensor([cell.joined.factor for cell in cells])[:, None, None]
         layers, four_h = len(cells), 4 * self.hid
         self.partial = self.base.new_empty(layers, self.width * self.batch, four_h)
         self.partials = self.partial.view(layers, self.width, self.batch, four_h)
         self.pre = self.base.new_empty(layers, self.batch, four_h)
         self.index = torch.empty(layers, self.batch, four_h, dtype=torch.int64, device=self.base.device)
-        self.flat_index = self.index.view(-1)
         self.buffers = CellBuffers((layers, self.batch), self.hid, self.base)
         # Views made once, per column: every layer's states of the row decoded, cells, partial sums and gates
         self.row_h, self.row_c = self.h[:, :, 1].unbind(2), self.c.unbind(2)

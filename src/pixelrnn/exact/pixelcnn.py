@@ -22,7 +22,6 @@ from .arith import DTYPE, Fixed, relu
 from .layers import conditioning, head
 from .model import IntegerModel
 from .network import Network
-from .ops import Linear
 from .passes import FullMap, PixelCaches, at_pixel
 from .steps import AddAt, HeadAt, OneByOne, RowWindows, conditioning_sum, prepared_linear, with_one
 
@@ -103,13 +102,10 @@ class FastPixelCNNStepper:
         self.residual, self.skip = config["residual"], config["skip"]
         self.biases = conditioning(net, config, y, context, self.layers)  # whole maps, once
 
-        def linear(name: str, in_exp: int, relu: bool) -> Linear:
-            return prepared_linear(net, name, in_exp, relu)
-
         def empty(features: int) -> torch.Tensor:
             return torch.empty(batch, features, dtype=DTYPE, device=device)
 
-        self.input = RowWindows("input", linear("input", 0, False), batch, width, device)
+        self.input = RowWindows("input", prepared_linear(net, "input", 0, False), batch, width, device)
         exp = self.input.op.out_exp
         hidden = net.op("blocks.0.reduce").weight.shape[1]
         self.stream = empty(2 * hidden)
@@ -121,10 +117,10 @@ class FastPixelCNNStepper:
         for k in range(self.layers):
             bias_exp = None if self.biases[k] is None else self.biases[k].exp
             conditioned, exp = conditioning_sum(net, f"blocks.{k}.conditioned", exp, bias_exp)
-            reduce = OneByOne(linear(f"blocks.{k}.reduce", exp, True))
-            conv = RowWindows(f"blocks.{k}.conv", linear(f"blocks.{k}.conv", reduce.op.out_exp, True), batch, width,
-                              device)
-            expand = OneByOne(linear(f"blocks.{k}.expand", conv.op.out_exp, False))
+            reduce = OneByOne(prepared_linear(net, f"blocks.{k}.reduce", exp, True))
+            conv = RowWindows(f"blocks.{k}.conv", prepared_linear(net, f"blocks.{k}.conv", reduce.op.out_exp, True),
+                              batch, width, device)
+            expand = OneByOne(prepared_linear(net, f"blocks.{k}.expand", conv.op.out_exp, False))
             residual = AddAt(net, f"blocks.{k}.residual", (exp, expand.op.out_exp)) if self.residual else None
             exp = residual.out_exp if residual else expand.op.out_exp
             self.blocks.append((conditioned, reduce, conv, expand, outs[:, k * 2 * hidden:(k + 1) * 2 * hidden],

@@ -142,7 +142,8 @@ def gated_cell(gates: torch.Tensor, cell: torch.Tensor, tables: CellTables, h: t
 
 
 class JoinedGates:
-    """A finished :class:`.ops.Gates` and the cell's table index after it, in one clamp where that is exact.
+    """A finished :class:`.ops.Gates` and the cell after it, with the gates' rounding and the cell's table index in
+    one clamp where that is exact.
 
     The pre-activations v = added * factor + 1/2 + taps @ W are what ``Gates`` floors and clamps to +-GATE_BOUND,
     and :func:`lstm_cell` then clamps to the joined table's +-N and offsets by its segment's start. Here each
@@ -150,13 +151,16 @@ class JoinedGates:
     follows (``lo``, ``hi``): the clamped value is not negative, so its conversion to int64 is its floor, and
     floor(clamp(v)) = clamp(floor(v)) for integer ends. Exact (``exact``) when the accumulators, offsets added, stay
     below 2**53: proved here from the gates' own bound; elsewhere ``base`` holds the 1/2 alone and the two steps run
-    apart.
+    apart (:meth:`cell` either way).
     """
 
-    def __init__(self, op: Gates, tables: CellTables):
+    def __init__(self, name: str, op: Gates, in_exp: int, add_exp: int, tables: CellTables):
+        if not isinstance(op, Gates) or (op.in_exp, op.add_exp) != (in_exp, add_exp) or op.out_exp is None:
+            raise damaged(name, f"does not take states of exponent {in_exp} and inputs of exponent {add_exp}")
         if op.prepared is None:
             op.prepare()
         self.weight, self.factor, half = op.prepared
+        self.tables = tables
         hid = op.weight.shape[1] // 4
         offsets = tables.offsets(hid)
         shift = op.acc_exp - op.out_exp
@@ -166,25 +170,37 @@ class JoinedGates:
         self.lo, self.hi = offsets - tables.n, offsets + tables.n
         self.bound = op.bound
 
+    def cell(self, pre: torch.Tensor, cell: torch.Tensor, h: torch.Tensor | None = None,
+             c: torch.Tensor | None = None, index: torch.Tensor | None = None,
+             buffers: CellBuffers | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, c) from the pre-activations v (``base`` included; overwritten) and the previous cell state. A stepper
+        gives where h and c go, an int64 ``index`` buffer like ``pre`` and its cell's ``buffers``: no new tensors."""
+        if not self.exact:
+            out_h, out_c = lstm_cell(pre.floor_().clamp_(-self.bound, self.bound), cell, self.tables)
+            return (out_h, out_c) if h is None else (h.copy_(out_h), c.copy_(out_c))
+        clamped = torch.clamp(pre, self.lo, self.hi, out=pre)
+        index = clamped.to(torch.int64) if index is None else index.copy_(clamped)  # the floor of what is not negative
+        if buffers is None:
+            return gated_cell(self.tables.gather(index), cell, self.tables)
+        torch.index_select(self.tables.joined, 0, index.view(-1), out=buffers.flat_gates)
+        return gated_cell(buffers.gates, cell, self.tables, h, c, buffers)
+
 
 def gates_and_cell(net: Network, name: str, taps: Fixed, added: Fixed, module: str, count: int, direction: int,
                    cell: torch.Tensor, tables: CellTables) -> tuple[torch.Tensor, torch.Tensor]:
     """The gates ``name`` (:meth:`Network.gates`) and the cell after them (:func:`lstm_cell`): (h, c). For a
-    finished model, with the gates' rounding and the table's index in one clamp (:class:`JoinedGates`) where that
-    is exact; while calibrating (the gates are being made), the two as written."""
+    finished model, through :class:`JoinedGates`; while calibrating (the gates are being made), the two as written."""
     op = net.ops.get(net.prefix + name)
     if net.builder is not None or not isinstance(op, Gates) or op.out_exp is None:
         return lstm_cell(net.gates(name, taps, added, module, count, direction).values, cell, tables)
     if (taps.exp, added.exp) != (op.in_exp, op.add_exp):
         raise damaged(net.prefix + name, f"expects exponents {op.in_exp} and {op.add_exp}")
     if op.joined is None or op.joined[0] is not tables:  # made once per model (and tables)
-        op.joined = (tables, JoinedGates(op, tables))
+        op.joined = (tables, JoinedGates(net.prefix + name, op, op.in_exp, op.add_exp, tables))
     joined = op.joined[1]
     pre = torch.add(joined.base, added.values, alpha=joined.factor)  # (..., 4h), contiguous
     pre.view(-1, pre.shape[-1]).addmm_(taps.values.reshape(-1, taps.values.shape[-1]), joined.weight)
-    if not joined.exact:
-        return lstm_cell(pre.floor_().clamp_(-joined.bound, joined.bound), cell, tables)
-    return gated_cell(tables.gather(torch.clamp(pre, joined.lo, joined.hi, out=pre).to(torch.int64)), cell, tables)
+    return joined.cell(pre, cell)
 
 
 class IntegerRecurrent(IntegerModel):

@@ -16,10 +16,10 @@ import torch
 
 from .arith import DTYPE, Fixed
 from .layers import conditioning
-from .ops import Gates
+from .ops import Gates, damaged
 from .passes import at_pixel
-from .recurrent import CellBuffers, CellTables, JoinedGates, gated_cell, lstm_cell
-from .steps import AddAt, GatesAt, HeadAt, OneByOne, RowWindows, prepared_linear, with_one
+from .recurrent import CellBuffers, CellTables, JoinedGates
+from .steps import AddAt, HeadAt, OneByOne, RowWindows, base_plus_products, prepared_linear, with_one
 
 
 class FastRecurrentStepper:
@@ -96,43 +96,30 @@ class CellAt:
 
     def __init__(self, name: str, op: Gates, in_exp: int, add_exp: int, parts: list[int], tables: CellTables,
                  batch: int, width: int, above: int):
-        self.gates = GatesAt(name, op, in_exp, add_exp, parts)
-        self.tables = tables
+        self.joined = JoinedGates(name, op, in_exp, add_exp, tables)
+        self.fused = self.joined.exact
+        if sum(parts) != self.joined.weight.shape[0]:
+            raise damaged(name, f"has {self.joined.weight.shape[0]} state taps, not {sum(parts)}")
+        weights = self.joined.weight.split(parts)
+        self.above_weights, self.own_weights = weights[:above], weights[above:]
         hid = op.weight.shape[1] // 4
-        joined = JoinedGates(op, tables)
-        self.fused, self.base, self.lo, self.hi = joined.exact, joined.base, joined.lo, joined.hi
-        self.above_weights, self.own_weights = self.gates.weights[:above], self.gates.weights[above:]
-        like = self.base
+        like = self.joined.base
         self.partial = like.new_empty(width * batch, 4 * hid)  # (W B, 4h): the row's sums of the taps above
         self.partials = self.partial.view(width, batch, -1).unbind()
         self.pre = like.new_empty(batch, 4 * hid)
         self.index = torch.empty(batch, 4 * hid, dtype=torch.int64, device=like.device)
-        self.flat_index = self.index.view(-1)
         self.buffers = CellBuffers(batch, hid, like)
 
     def start_row(self, above: list[torch.Tensor]) -> None:
         """A row starts: its taps above, each (W B, features) in the order of ``parts``, for all its pixels."""
-        if not above:
-            self.partial.copy_(self.base.expand_as(self.partial))
-        for k, (taps, weight) in enumerate(zip(above, self.above_weights)):
-            if k == 0:
-                torch.addmm(self.base, taps, weight, out=self.partial)
-            else:
-                self.partial.addmm_(taps, weight)
+        base_plus_products(self.partial, self.joined.base, zip(above, self.above_weights))
 
     def __call__(self, j: int, added: torch.Tensor, taps: list[torch.Tensor], cell: torch.Tensor, h: torch.Tensor,
                  c: torch.Tensor) -> None:
         """The state ``h`` and cell state ``c`` (B, h) at pixel j of the row, whose input-to-state values are
         ``added`` (B, 4h), other state taps ``taps`` and previous cell state ``cell``, written where ``h`` and ``c``
         are."""
-        pre = torch.add(self.partials[j], added, alpha=self.gates.factor, out=self.pre)
+        pre = torch.add(self.partials[j], added, alpha=self.joined.factor, out=self.pre)
         for part, weight in zip(taps, self.own_weights):
             pre.addmm_(part, weight)
-        if not self.fused:
-            out_h, out_c = lstm_cell(pre.floor_().clamp_(-self.gates.bound, self.gates.bound), cell, self.tables)
-            h.copy_(out_h)
-            c.copy_(out_c)
-            return
-        self.index.copy_(torch.clamp(pre, self.lo, self.hi, out=pre))  # into int64: the floor of what is not negative
-        torch.index_select(self.tables.joined, 0, self.flat_index, out=self.buffers.flat_gates)
-        gated_cell(self.buffers.gates, cell, self.tables, h, c, self.buffers)
+        self.joined.cell(pre, cell, h, c, self.index, self.buffers)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .arith import DTYPE, pow2
-from .ops import Add, Gates, Linear, damaged
+from .ops import Add, Linear, damaged
 
 
 def prepared_linear(net, name: str, in_exp: int, relu: bool) -> Linear:
@@ -25,6 +25,21 @@ def prepared_linear(net, name: str, in_exp: int, relu: bool) -> Linear:
     if op.prepared is None:
         op.prepare()
     return op
+
+
+def base_plus_products(out: torch.Tensor, base: torch.Tensor, products) -> torch.Tensor:
+    """``out`` = ``base`` (broadcast) + the sum of ``a @ w`` over the pairs ``products``: the first product writes
+    ``out`` with the base, the others accumulate into it (no separate pass for the base)."""
+    first = True
+    for a, w in products:
+        if first:
+            torch.addmm(base, a, w, out=out)
+            first = False
+        else:
+            out.addmm_(a, w)
+    if first:  # no products
+        out.copy_(base.expand_as(out))
+    return out
 
 
 class RowWindows:
@@ -71,14 +86,9 @@ class RowWindows:
         if i > 0:  # row i - 1 becomes the last row above; one row at a time, upward, so no copy overlaps itself
             for r in range(self.top):
                 self.cache[:, r].copy_(self.cache[:, r + 1])
-        if not self.above:
-            self.partial.copy_(self.bias.expand_as(self.partial))
-        for k, (windows, weight) in enumerate(self.above):
-            flat = windows.reshape(self.width * self.batch, -1)  # (W B, taps of the row): a copy
-            if k == 0:
-                torch.addmm(self.bias, flat, weight, out=self.partial)
-            else:
-                self.partial.addmm_(flat, weight)
+        # Each row above as (W B, taps of the row): a copy
+        base_plus_products(self.partial, self.bias, ((windows.reshape(self.width * self.batch, -1), weight)
+                                                     for windows, weight in self.above))
         self.row = i
 
     def slot(self, i: int, j: int) -> torch.Tensor:
@@ -168,32 +178,6 @@ def with_one(batch: int, features: int, device: torch.device) -> tuple[torch.Ten
     """A buffer (B, features + 1) whose last column is 1 (it carries a layer's bias), and its features' view."""
     buffer = torch.ones(batch, features + 1, dtype=DTYPE, device=device)
     return buffer, buffer[:, :features]
-
-
-class GatesAt:
-    """A prepared :class:`.ops.Gates` at one pixel: ``added`` (B, 4h) times its factor plus the half, then each part
-    of the state taps times its rows of the weight, accumulated in place (no joined copy of the taps): the exact sum
-    of :class:`.ops.Gates` in another order, so its integers."""
-
-    def __init__(self, name: str, op: Gates, in_exp: int, add_exp: int, parts: list[int]):
-        if not isinstance(op, Gates) or (op.in_exp, op.add_exp) != (in_exp, add_exp):
-            raise damaged(name, f"does not take states of exponent {in_exp} and inputs of exponent {add_exp}")
-        if op.prepared is None:
-            op.prepare()
-        weight, self.factor, self.half = op.prepared
-        if sum(parts) != weight.shape[0]:
-            raise damaged(name, f"has {weight.shape[0]} state taps, not {sum(parts)}")
-        self.weights = weight.split(parts)
-        self.bound = op.bound
-
-    def __call__(self, added: torch.Tensor, taps: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
-        """The pre-activations (B, 4h) into ``out``."""
-        torch.mul(added, self.factor, out=out)
-        if self.half:
-            out.add_(self.half)
-        for part, weight in zip(taps, self.weights):
-            out.addmm_(part, weight)
-        return out.floor_().clamp_(-self.bound, self.bound)
 
 
 class HeadAt:
