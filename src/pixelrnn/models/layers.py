@@ -109,7 +109,7 @@ class RowSplitConvAt:
         if conv.mask_type is None:
             raise ValueError("RowSplitConvAt reads no row below a pixel nor right of it: it needs a masked convolution")
         kh, kw = conv.kernel_size
-        self.top, self.side, self.width, self.height = kh // 2, kw // 2, width, height
+        self.top, self.side, self.width = kh // 2, kw // 2, width
         weight = conv.masked_weight()  # (out, in, kh, kw)
         out_features, in_features = weight.shape[:2]
         # As matrices for addmm, (patch features, out), the patch read channels-last: (rows, columns, in).
