@@ -12,10 +12,13 @@ The products are exact (:mod:`.arith`), so both give the same integers at every 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from .arith import Fixed
 from .network import Network
+from .ops import Linear
 
 
 class FullMap:
@@ -26,6 +29,18 @@ class FullMap:
 
     def conv(self, name: str, q: Fixed, **build) -> Fixed:
         return self.net.linear(name, q, **build)
+
+
+class LayerCache(NamedTuple):
+    """One layer's cache of its input at every pixel so far, and what reading it needs."""
+
+    values: torch.Tensor  # (B, top + H, (left + W + right) * features), zero where no pixel has been written
+    op: Linear
+    above: list  # the taps of the rows above a pixel, as :meth:`.ops.Linear.rows` gives them
+    own: tuple | None  # the taps of a pixel's own row, or None
+    top: int  # zero rows above the image
+    left: int  # zero columns on its left
+    features: int
 
 
 class PixelCaches:
@@ -40,7 +55,7 @@ class PixelCaches:
 
     def __init__(self, net: Network, batch: int, height: int, width: int, device: torch.device):
         self.net, self.batch, self.height, self.width, self.device = net, batch, height, width, device
-        self.caches: dict[str, tuple] = {}
+        self.caches: dict[str, LayerCache] = {}
         self.partials: dict[str, tuple[int, tuple[torch.Tensor, ...]]] = {}  # name -> (row, W x (B, out))
         self.i = self.j = 0
 
@@ -48,7 +63,7 @@ class PixelCaches:
         self.i, self.j = i, j
         return self
 
-    def _cache(self, name: str, features: int):
+    def _cache(self, name: str, features: int) -> LayerCache:
         if name not in self.caches:
             op = self.net.op(name)
             top, bottom, left, right = op.padding
@@ -59,44 +74,48 @@ class PixelCaches:
             rows = op.rows()
             above = [r for r in rows if r[0] < 0]
             own = next((r for r in rows if r[0] == 0), None)
-            self.caches[name] = (cache, op, above, own, top, left, features)
+            self.caches[name] = LayerCache(cache, op, above, own, top, left, features)
         return self.caches[name]
 
     def store(self, name: str, values: torch.Tensor, i: int, j: int) -> None:
         """Write one pixel's input features (B, in) of layer ``name`` into its cache."""
-        cache, _, _, _, top, left, features = self._cache(name, values.shape[-1])
-        cache[:, i + top, (j + left) * features:(j + left + 1) * features] = values
+        layer = self._cache(name, values.shape[-1])
+        column = (j + layer.left) * layer.features
+        layer.values[:, i + layer.top, column:column + layer.features] = values
 
     def _row_partials(self, name: str) -> tuple[torch.Tensor, ...]:
         """Per column of row i, the layer's bias plus its taps in the rows above: W x (B, out)."""
         held = self.partials.get(name)
         if held is not None and held[0] == self.i:
             return held[1]
-        cache, op, above, _, top, left, features = self.caches[name]
-        bias = op.prepared[1]
+        layer = self.caches[name]
+        features = layer.features
         total = None
-        for dy, lo, hi, weight in above:
-            row = cache[:, self.i + top + dy]  # (B, columns * features): complete before row i starts
-            windows = row.unfold(1, (hi - lo + 1) * features, features)[:, left + lo:left + lo + self.width]
+        for dy, lo, hi, weight in layer.above:
+            row = layer.values[:, self.i + layer.top + dy]  # (B, columns * features): complete before row i starts
+            first = layer.left + lo
+            windows = row.unfold(1, (hi - lo + 1) * features, features)[:, first:first + self.width]
             flat = windows.transpose(0, 1).reshape(self.width * self.batch, -1)  # (W B, taps of the row)
-            total = torch.addmm(bias, flat, weight) if total is None else total.addmm_(flat, weight)
+            total = torch.addmm(layer.op.prepared[1], flat, weight) if total is None else total.addmm_(flat, weight)
         if total is None:  # no row above: the bias alone
-            total = bias.expand(self.width * self.batch, -1)
+            total = layer.op.prepared[1].expand(self.width * self.batch, -1)
         partials = total.view(self.width, self.batch, -1).unbind()
         self.partials[name] = (self.i, partials)
         return partials
 
     def conv(self, name: str, q: Fixed, relu: bool = False, **build) -> Fixed:
         """``build`` (how an operation is made) is unused: a step-wise pass runs a finished model."""
-        cache, op, _, own, top, left, features = self._cache(name, q.values.shape[-1])
+        layer = self._cache(name, q.values.shape[-1])
+        op, features = layer.op, layer.features
         if q.exp != op.in_exp or op.relu != relu:
             raise ValueError(f"{name} does not take this input")
         self.store(name, q.values, self.i, self.j)
         partial = self._row_partials(name)[self.j]
-        if own is None:
+        if layer.own is None:
             return Fixed(op.finish_prepared(partial.clone()), op.out_exp)
-        _, lo, hi, weight = own
-        row = cache[:, self.i + top, (self.j + left + lo) * features:(self.j + left + hi + 1) * features]
+        _, lo, hi, weight = layer.own
+        first, last = self.j + layer.left + lo, self.j + layer.left + hi
+        row = layer.values[:, self.i + layer.top, first * features:(last + 1) * features]
         return Fixed(op.finish_prepared(torch.addmm(partial, row, weight)), op.out_exp)
 
 
