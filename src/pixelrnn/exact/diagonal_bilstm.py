@@ -156,17 +156,25 @@ class RightToLeftRows:
         self.h = torch.stack([q.hidden[1].to(DTYPE).expand(batch, 2, self.width + 1, hid) for q in initials])
         self.c = torch.stack([q.cell[1].to(DTYPE).expand(batch, self.width + 1, hid) for q in initials])
         self.gates = self.h.new_zeros(layers, self.width, batch, 4 * hid)  # each layer's gates of the row
-        self.cells: list = [None] * layers  # each layer's CellAt, as the layers are made
+        self.cells: list = [None] * layers  # each layer's CellAt (:meth:`join`)
         # Each layer's input-to-state map of its right-to-left half: (weight (2h + 1, 4h), bound, conditioning sum)
         self.inputs: list = [None] * layers
         self.streams = None  # (L, W, B, 2h + 1): each layer's input at each pixel of the row, and a 1
-        self.stacked = False  # their weights stacked for the batched products, at the first row's end
+
+    def join(self, k: int, cell, weight: torch.Tensor, bound: int, conditioned) -> torch.Tensor:
+        """Layer k's right-to-left cell (a :class:`.recurrent_steps.CellAt`) and the right-to-left half of its
+        input-to-state map (weight (2h + 1, 4h), its bound, its conditioning sum or None) join the rows; returns
+        where the layer keeps its input at each pixel of the row, (W, B, 2h + 1), a 1 last."""
+        self.cells[k] = cell
+        self.inputs[k] = (weight, bound, conditioned)
+        if self.streams is None:
+            self.streams = torch.ones(len(self.cells), self.width, self.batch, weight.shape[0], dtype=DTYPE,
+                                      device=weight.device)
+        return self.streams[k]
 
     def end_row(self, i: int) -> None:
         """Row i is complete: run every layer's right-to-left direction along it."""
         self.h[:, :, 0].copy_(self.h[:, :, 1])  # row i - 1's states become the row above
-        if not self.stacked:
-            self._stack()
         layers, four_h = len(self.cells), 4 * self.hid
         gates = self.gates.view(layers, -1, four_h)  # (L, W B, 4h)
         torch.bmm(self.streams.view(layers, self.width * self.batch, -1), self.input_weights, out=gates).floor_()
@@ -198,9 +206,11 @@ class RightToLeftRows:
         for j in reversed(range(self.width)):
             cell(j, self.gates[k, j], [h[:, 1, j + 1]], c[:, j + 1], h[:, 1, j], c[:, j])
 
-    def _stack(self) -> None:
-        """The layers' weights, factors and offsets stacked, (L, ...), for the batched products."""
+    def ready(self) -> None:
+        """Every layer has joined: their weights, factors and offsets stacked, (L, ...), for the batched products."""
         cells = self.cells
+        if any(cell is None for cell in cells):
+            raise ValueError("every layer joins the right-to-left rows before they run")
         self.above_weights = torch.stack([cell.above_weights[0] for cell in cells])  # (L, h, 4h)
         self.right_weights = torch.stack([cell.own_weights[0] for cell in cells])
         self.base = torch.stack([cell.joined.base for cell in cells])[:, None]  # (L, 1, 4h)
@@ -216,7 +226,6 @@ class RightToLeftRows:
         self.row_partials, self.row_gates = self.partials.unbind(1), self.gates.unbind(1)
         self.input_weights = torch.stack([weight for weight, _, _ in self.inputs])  # (L, 2h + 1, 4h)
         self.input_bounds = self.base.new_tensor([bound for _, bound, _ in self.inputs])[:, None, None]
-        self.stacked = True
 
 
 class FastDiagonalLayer:
@@ -250,15 +259,11 @@ class FastDiagonalLayer:
         self.ltr_h = states(0, 2)  # (B, 2, W + 1, h): the row above, the row decoded
         self.ltr_c = initial.cell[0].to(DTYPE).expand(batch, width + 1, hid).clone()  # the row decoded
         self.rtl_h = rows.h[k]  # the right-to-left states, run by ``rows`` for all layers together
-        rows.cells[k] = self.rtl
         four_h = self.inputs.weight.shape[1] // 2
         # The input-to-state map's halves: left-to-right here, at each pixel; right-to-left by ``rows``, per row
         self.ltr_weight = self.inputs.weight[:, :four_h].contiguous()
-        rows.inputs[k] = (self.inputs.weight[:, four_h:].contiguous(), self.inputs.op.bound, self.conditioned)
-        if rows.streams is None:
-            rows.streams = torch.ones(len(rows.cells), width, batch, self.inputs.weight.shape[0], dtype=DTYPE,
-                                      device=device)
-        self.streams = rows.streams[k]  # (W, B, 2h + 1)
+        self.streams = rows.join(k, self.rtl, self.inputs.weight[:, four_h:].contiguous(), self.inputs.op.bound,
+                                 self.conditioned)  # (W, B, 2h + 1)
         self.stream_features = self.streams[..., :-1].unbind()  # W x (B, 2h)
         # Views made once, per column (0 is the border column): the row decoded, its cells, the right-to-left row kept
         self.ltr_here, self.ltr_cells = self.ltr_h[:, 1].unbind(1), self.ltr_c.unbind(1)

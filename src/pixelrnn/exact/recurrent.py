@@ -256,8 +256,8 @@ class IntegerRecurrent(IntegerModel):
         raise NotImplementedError
 
     def fast_rows(self, batch: int, biases: list[Fixed | None]):
-        """What the layers of a fast stepper share to finish a row together (``end_row(i)``), given the layers'
-        conditioning maps, or None: each layer then finishes its own rows."""
+        """What the layers of a fast stepper share to finish a row together, given the layers' conditioning maps
+        (``ready()`` once every layer is made, then ``end_row(i)``), or None: each layer then finishes its own rows."""
         return None
 
     def step_bytes(self) -> int:

@@ -46,6 +46,8 @@ class FastRecurrentStepper:
             residual = AddAt(net, f"residual.{k}", (exp, output.op.out_exp)) if self.residual else None
             exp = residual.out_exp if residual else output.op.out_exp
             self.steps.append((layer, output, outs[:, k * 2 * hid:(k + 1) * 2 * hid], residual))
+        if self.rows is not None:
+            self.rows.ready()
         self.head = HeadAt(net, self.skip, [step[1].op.out_exp for step in self.steps], exp, batch, 2 * hid, device)
 
     def logits(self, x, i, j):
