@@ -376,6 +376,32 @@ def test_round_trip_property(data):
     assert torch.equal(codec.decode(model, codec.encode(model, images)), images)
 
 
+def test_a_file_of_a_shipped_model_decompresses_without_naming_the_model(tmp_path, monkeypatch, capsys):
+    """The file records its model's fingerprint: given alone, a file of a shipped model finds its model; given with
+    another model, the one line says which shipped model made it."""
+    monkeypatch.chdir(tmp_path)
+    images = torch.randint(0, 256, (2, 28, 28), generator=torch.Generator().manual_seed(0))
+    for name, image in zip(("a", "b"), images):
+        Image.fromarray(image.numpy().astype(np.uint8)).save(f"{name}.png")
+    assert main(["compress", "fashion-pixelcnn", "a.png", "b.png", "-o", "f.prnn", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["decompress", "f.prnn", "-o", "out", "--quiet"]) == 0
+    assert "compressed by the shipped model fashion-pixelcnn" in capsys.readouterr().out
+    for name, image in zip(("a", "b"), images):
+        assert torch.equal(read_image(f"out/{name}.png", (1, 28, 28), 256)[0], image)
+    (tmp_path / "tiny.prnn").write_bytes(codec.encode(tiny_model("pixelcnn", (1, 4, 4), 4), torch.zeros(1, 1, 4, 4,
+                                                                                                     dtype=torch.long)))
+    for argv, expected in [(["fashion-row-lstm", "f.prnn"], "compressed by the shipped model fashion-pixelcnn, not "
+                                                            "by fashion-row-lstm: pixelrnn decompress fashion-pixelcnn"),
+                           (["tiny.prnn"], "not compressed by a shipped model; give the run that compressed it first"),
+                           (["fashion-pixelcnn"], "give the compressed file after the model"),
+                           (["a.png"], "a.png is not a file written by `pixelrnn compress`")]:
+        assert main(["decompress", *argv, "-o", "again"]) == 2, argv
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
+    assert not (tmp_path / "again").exists()
+
+
 def test_compress_and_decompress_from_the_command_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--preset", "tiny", "--steps", "2", "--out", "run", "--quiet"]) == 0

@@ -66,7 +66,7 @@ from .generate import walk
 
 __all__ = ["BATCH", "CodecError", "Decoded", "EXACT_BATCH", "EXACT_VERSION", "Header", "NAMED_VERSION", "VERSION",
            "check_header", "check_inputs", "decode", "decode_file", "decode_named", "encode", "fingerprint",
-           "name_problem", "read_header"]
+           "model_digest", "name_problem", "read_header"]
 
 MAGIC = b"PRNN"
 VERSION = 2  # a file without names
@@ -359,7 +359,7 @@ def _encode_exact(model, images, names, progress, labels, integer, device, alpha
     fields = (len(images), *model.image_shape, model.levels, batch, words + pad)
     classes = [] if labels is None else [_varint(model.settings.num_classes)]
     body = b"".join([MAGIC, _varint(EXACT_VERSION), _varint(flags), *map(_varint, fields), *classes,
-                     bytes.fromhex(fingerprint(model))[:DIGEST], _integer_digest(integer),
+                     model_digest(model), _integer_digest(integer),
                      _images_digest(images, labels), named, opaque, *(_varint(len(s)) for s in streams), payload])
     return body + _digest(body)
 
@@ -387,7 +387,7 @@ def _encode_float(model, images: torch.Tensor, names, progress: bool) -> bytes:
     payload = words.tobytes() + bytes(4 * max(0, short))
     fields = (len(images), *model.image_shape, model.levels, batch, len(payload) // 4)
     version = VERSION if names is None else NAMED_VERSION
-    body = b"".join([MAGIC, _varint(version), *map(_varint, fields), bytes.fromhex(fingerprint(model))[:DIGEST],
+    body = b"".join([MAGIC, _varint(version), *map(_varint, fields), model_digest(model),
                      _images_digest(images), named, payload])
     return body + _digest(body)
 
@@ -568,6 +568,11 @@ def decode_file(model, data: bytes, progress: bool = False, integer=None,
     return Decoded(_decode_float(model, data, header, progress), header.names, None)
 
 
+def model_digest(model) -> bytes:
+    """What a file records of the model that compressed it: the first bytes of its fingerprint."""
+    return bytes.fromhex(fingerprint(model))[:DIGEST]
+
+
 def check_header(model, header: Header) -> None:
     """Refuse a file that ``model`` cannot decode (another model, shape, or path), before any long work.
 
@@ -577,7 +582,7 @@ def check_header(model, header: Header) -> None:
     """
     if header.version != EXACT_VERSION:
         _check_model(model)
-    if header.model != bytes.fromhex(fingerprint(model))[:DIGEST]:
+    if header.model != model_digest(model):
         raise CodecError("the file was compressed with another model (its fingerprint differs); decode it with "
                          "the checkpoint that compressed it")
     if header.shape != model.image_shape or header.levels != model.levels:

@@ -129,10 +129,73 @@ def cmd_compress(args) -> int:
 def add_decompress(sub, shared: Shared) -> None:
     p = sub.add_parser("decompress", help="restore the images of a compressed file as PNGs",
                        parents=[shared.run, shared.running, shared.quiet])
-    p.add_argument("file", help="the compressed file")
+    p.add_argument("file", nargs="?",
+                   help="the compressed file (alone, without a run before it, for a file of a shipped model)")
     output_flags(p, None, "folder for the PNG files (NAME.png for the names the file stores, else image-00000.png, "
                           "...)")
     p.set_defaults(func=cmd_decompress)
+
+
+def _read_compressed(path: str) -> bytes:
+    """The bytes of a file given to decompress, refused in one line where they cannot be one."""
+    try:
+        source = Path(path)
+        if source.exists() and not source.is_file():  # a device such as /dev/zero would be read until memory ends
+            raise PixelRNNError(f"{path} is not a regular file; give a file written by `pixelrnn compress`")
+        if source.is_file() and source.stat().st_size > MAX_FILE_BYTES:
+            raise PixelRNNError(f"{path} is {source.stat().st_size / 2**30:.1f} GiB, more than decompress reads "
+                                f"({MAX_FILE_BYTES // 2**30} GiB); split the images over several files")
+        return source.read_bytes()
+    except OSError as e:
+        raise PixelRNNError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _starts_like_a_compressed_file(path: Path) -> bool:
+    if not path.is_file():  # opened, a FIFO would wait for a writer
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(codec.MAGIC)) == codec.MAGIC
+    except OSError:
+        return False
+
+
+def _shipped_model_of(header: codec.Header) -> str | None:
+    """The shipped model that compressed the file of ``header``, if one did (its fingerprint is in the header)."""
+    for name in pretrained.names():
+        if codec.model_digest(pretrained.load_pretrained(name)) == header.model:
+            return name
+    return None
+
+
+def _model_for(args) -> tuple[torch.nn.Module, bytes, codec.Header]:
+    """The model, the file's bytes and its header: the run given, or with the file alone the shipped model that
+    compressed it. A file of another model is refused in one line that names the shipped one, if one made it."""
+    if args.file is None:  # one argument: the file, or a run whose file was forgotten
+        given = Path(args.run)
+        if not _starts_like_a_compressed_file(given):
+            if given.exists() and not given.is_dir():
+                raise ConfigError(f"{args.run} is not a file written by `pixelrnn compress`; decompress takes the "
+                                  f"model that compressed a file, then the file: pixelrnn decompress RUN FILE -o "
+                                  f"{args.output}")
+            raise ConfigError(f"give the compressed file after the model: pixelrnn decompress {args.run} FILE -o "
+                              f"{args.output}")
+        data = _read_compressed(args.run)
+        header = codec.read_header(data)
+        name = _shipped_model_of(header)
+        if name is None:
+            raise ConfigError(f"{args.run} was not compressed by a shipped model; give the run that compressed it "
+                              f"first: pixelrnn decompress RUN {args.run} -o {args.output}")
+        print(f"{args.run} was compressed by the shipped model {name}")
+        args.run, args.file = pretrained.PREFIX + name, args.run  # as if given in full, never a folder's name
+        return pretrained.load(args.run), data, header
+    model = pretrained.load(args.run, verify=not args.no_verify)
+    data = _read_compressed(args.file)
+    header = codec.read_header(data)
+    if header.model != codec.model_digest(model) and (name := _shipped_model_of(header)) is not None:
+        raise ConfigError(f"{args.file} was compressed by the shipped model {name}, not by {args.run}: pixelrnn "
+                          f"decompress {name} {args.file} -o {args.output}")
+    return model, data, header
 
 
 def _outputs(out: Path, header: codec.Header, force: bool) -> list[Path]:
@@ -151,18 +214,7 @@ def _outputs(out: Path, header: codec.Header, force: bool) -> list[Path]:
 def cmd_decompress(args) -> int:
     devices.resolve_device(args.device)  # a bad --device is refused before anything is read
     out = Path(args.output)
-    model = pretrained.load(args.run, verify=not args.no_verify)
-    try:
-        source = Path(args.file)
-        if source.exists() and not source.is_file():  # a device such as /dev/zero would be read until memory ends
-            raise PixelRNNError(f"{args.file} is not a regular file; give a file written by `pixelrnn compress`")
-        if source.is_file() and source.stat().st_size > MAX_FILE_BYTES:
-            raise PixelRNNError(f"{args.file} is {source.stat().st_size / 2**30:.1f} GiB, more than decompress reads "
-                                f"({MAX_FILE_BYTES // 2**30} GiB); split the images over several files")
-        data = source.read_bytes()
-    except OSError as e:
-        raise PixelRNNError(f"cannot read {args.file}: {e.strerror}") from None
-    header = codec.read_header(data)
+    model, data, header = _model_for(args)
     codec.check_header(model, header)  # another model: refused before its integer form is made
     paths = _outputs(out, header, args.force)  # the header's names are checked safe here
     if header.version == codec.EXACT_VERSION:
