@@ -70,6 +70,13 @@ def test_dataset_info_matches_loaded_digits_and_rejects_unknown_names():
         dataset_info("svhn")
 
 
+def test_a_folder_named_without_its_prefix_gets_the_prefix_suggested(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(DataError, match="for the images in the folder photos, pass folder:photos"):
+        dataset_info("photos")
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: load_dataset("svhn"), "folder:PATH"),
     (lambda: load_dataset("digits", "validation"), "train, valid, test"),

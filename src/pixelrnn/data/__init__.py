@@ -48,7 +48,11 @@ def _spec(name: str) -> DataSpec:
     try:
         return SPECS[name]
     except KeyError:
-        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(SPECS)}, or folder:PATH") from None
+        if Path(name).is_dir():  # a folder of images, named without its prefix
+            hint = f"for the images in the folder {name}, pass folder:{name}"
+        else:
+            hint = f"choose one of {', '.join(SPECS)}, or folder:PATH"
+        raise DataError(f"unknown data set {name!r}; {hint}") from None
 
 
 def dataset_info(name: str) -> dict:
