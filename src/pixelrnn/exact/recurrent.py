@@ -115,9 +115,7 @@ class CellBuffers:
         self.parts = self.gates.split(hid, dim=-1)  # o', f', i', g
         self.squash = like.new_empty(*shape, hid)
         self.index = torch.empty(*shape, hid, dtype=torch.int64, device=like.device)
-        self.flat_index = self.index.view(-1)
-        self.squashed = like.new_empty(*shape, hid)
-        self.flat_squashed = self.squashed.view(-1)
+        self.flat_squashed = like.new_empty(*shape, hid).view(-1)
 
 
 def gated_cell(gates: torch.Tensor, cell: torch.Tensor, tables: CellTables, h: torch.Tensor | None = None,

@@ -99,7 +99,6 @@ class CellAt:
     def __init__(self, name: str, op: Gates, in_exp: int, add_exp: int, parts: list[int], tables: CellTables,
                  batch: int, width: int, above: int):
         self.joined = JoinedGates(name, op, in_exp, add_exp, tables)
-        self.fused = self.joined.exact
         if sum(parts) != self.joined.weight.shape[0]:
             raise damaged(name, f"has {self.joined.weight.shape[0]} state taps, not {sum(parts)}")
         weights = self.joined.weight.split(parts)
@@ -111,6 +110,11 @@ class CellAt:
         self.pre = like.new_empty(batch, 4 * hid)
         self.index = torch.empty(batch, 4 * hid, dtype=torch.int64, device=like.device)
         self.buffers = CellBuffers(batch, hid, like)
+
+    @property
+    def fused(self) -> bool:
+        """Whether the gates' rounding and the table's index run as one clamp (:class:`.recurrent.JoinedGates`)."""
+        return self.joined.exact
 
     def start_row(self, above: list[torch.Tensor]) -> None:
         """A row starts: its taps above, each (W B, features) in the order of ``parts``, for all its pixels."""

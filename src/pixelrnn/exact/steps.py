@@ -153,8 +153,7 @@ class OneByOne:
     carries a constant 1 after its features, so that one product (no copy of the bias) gives the sums."""
 
     def __init__(self, op: Linear):
-        weight, bias = op.prepared
-        self.op, self.weight = op, torch.cat([weight, bias[None]])  # (in + 1, out)
+        self.op, self.weight = op, bias_below(*op.prepared)
         self.lower = 0 if op.relu else -op.bound
 
     def __call__(self, features_and_one: torch.Tensor, out: torch.Tensor, clamp_out: torch.Tensor | None = None):
@@ -172,6 +171,12 @@ def conditioning_sum(net, name: str, exp: int, bias_exp: int | None) -> tuple[Ad
         return None, exp
     conditioned = AddAt(net, name, (exp, bias_exp))
     return conditioned, conditioned.out_exp
+
+
+def bias_below(weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A prepared weight (in, out) with its bias as a last row (in + 1, out), for inputs that end in a 1
+    (:func:`with_one`): one product gives the sums, bias included."""
+    return torch.cat([weight, bias[None]])
 
 
 def with_one(batch: int, features: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,8 +199,7 @@ class HeadAt:
                 raise damaged(net.prefix + "skips", f"expects exponents {skips.in_exps}")
             if skips.prepared is None:
                 skips.prepare()
-            self.weight, self.bound, exp = torch.cat([skips.prepared, skips.prepared_bias[None]]), skips.bound, \
-                skips.out_exp
+            self.weight, self.bound, exp = bias_below(skips.prepared, skips.prepared_bias), skips.bound, skips.out_exp
             self.skip_sum = torch.empty(batch, features, dtype=DTYPE, device=device)
         self.relu_features, self.relu_features_only = with_one(batch, features, device)
         self.hidden = OneByOne(prepared_linear(net, "head.hidden", exp, True))
